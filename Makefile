@@ -1,0 +1,60 @@
+# nuclab: `make demo` runs the main job on the simulated lab; `make test` runs every test tier.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+NUCLAB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nuclab
+VENV := $(CURDIR)/.venv
+export NUCLAB_CACHE
+export PATH := $(VENV)/bin:$(NUCLAB_CACHE)/tools/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/tools/containers.conf
+
+SIM := inventory/sim
+KUBECONFIG_SIM := $(CURDIR)/$(SIM)/artifacts/kubeconfig
+
+.PHONY: help setup demo sim-up sim-down test lint unit chart molecule integration bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## Install what nuclab needs: Debian packages, .venv, Go tools (cached)
+	@bash tools/setup.sh
+
+sim-up: setup ## Bring the simulated lab up (site.yml on inventory/sim)
+	ansible-playbook -i $(SIM) site.yml
+
+demo: sim-up ## Bring the simulated lab up, then show its nodes
+	@echo
+	@kubectl --kubeconfig $(KUBECONFIG_SIM) get nodes -L nuclab.io/role,topology.kubernetes.io/zone,nuclab.io/telemetry
+
+sim-down: ## Stop the simulated lab and remove its state
+	@if [ -x $(VENV)/bin/ansible-playbook ]; then ansible-playbook -i $(SIM) playbooks/sim_down.yml; \
+	else echo "no .venv: nothing was set up, nothing to stop"; fi
+
+test: setup lint ## Run every test tier (lint, unit, chart, molecule, integration)
+	pytest tests/unit tests/chart
+	molecule test --all
+	pytest tests/integration
+
+lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
+	yamllint --strict .
+	ansible-lint
+	ruff check src tests plugins bench
+	ruff format --check src tests plugins bench
+	@for c in charts/*/Chart.yaml; do [ -e "$$c" ] || continue; helm lint --strict "$$(dirname $$c)"; done
+
+unit: ## Unit and chart tests only (fast)
+	pytest tests/unit tests/chart
+
+molecule: ## Molecule scenarios only
+	molecule test --all
+
+integration: ## Integration tests only
+	pytest tests/integration
+
+bench: setup ## Run the benchmarks (prints figures; see docs/benchmarks.md)
+	@for b in bench/*.py; do echo "== $$b"; python "$$b"; done
+
+clean: sim-down ## Stop the simulated lab and remove the venv
+	rm -rf $(VENV)

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Prepares this machine for nuclab: Debian packages, the Python 3.12 venv, and the Go tools the
+# simulated lab and the tests need, built from their Go modules (nothing prebuilt is downloaded).
+# Every step is skipped when its result is already there, so a second run takes seconds.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${NUCLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nuclab}
+tools="$cache/tools"
+venv="$repo/.venv"
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+version() {  # version KEY: a value from versions.yml (flat "key: value" lines)
+  local v
+  v=$(sed -nE "s/^$1:[[:space:]]*\"?([^\"#[:space:]]+)\"?.*/\1/p" "$repo/versions.yml")
+  [ -n "$v" ] || die "versions.yml has no $1"
+  printf '%s' "$v"
+}
+
+apt_packages() {
+  local missing=()
+  while read -r pkg; do
+    [ -z "$pkg" ] && continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$repo/tools/apt-packages.txt")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+find_python312() {
+  local c
+  for c in python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do
+    if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+      command -v "$c" || printf '%s' "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+python_venv() {
+  local stamp="$venv/.nuclab-stamp" want
+  want=$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  local py
+  py=$(find_python312) || die "Python 3.12 not found (tried python3.12 and pyenv's versions)"
+  log "creating the Python venv in .venv with $py"
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e "$repo[dev]"
+  printf '%s' "$want" > "$stamp"
+}
+
+go_tools() {
+  command -v go >/dev/null || die "Go is needed to build the simulated lab's tools (go not on PATH)"
+  local kube etcd kwok helm
+  kube=$(version lab_kubernetes_version)
+  etcd=$(version lab_etcd_version)
+  kwok=$(version lab_kwok_version)
+  helm=$(version lab_helm_version)
+  grep -q "k8s.io/kubernetes $kube\$" "$repo/tools/k8s/go.mod" \
+    || die "tools/k8s/go.mod does not require k8s.io/kubernetes $kube (versions.yml says so)"
+  grep -q "go.etcd.io/etcd/server/v3 $etcd\$" "$repo/tools/k8s/go.mod" \
+    || die "tools/k8s/go.mod does not require go.etcd.io/etcd/server/v3 $etcd (versions.yml says so)"
+  mkdir -p "$tools/bin"
+
+  local kdir="$tools/kubernetes-$kube" edir="$tools/etcd-$etcd"
+  if [ ! -x "$kdir/kubectl" ] || [ ! -x "$edir/etcd" ]; then
+    log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $kube and etcd $etcd (10-20 min on 2 cores, once)"
+    mkdir -p "$kdir.tmp" "$edir"
+    (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$kdir.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$edir/etcd" ./cmd/etcd)
+    rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
+  fi
+  if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
+    log "building kwok $kwok"
+    CGO_ENABLED=0 GOBIN="$tools/kwok-$kwok" go install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok"
+  fi
+  if [ ! -x "$tools/helm-$helm/helm" ]; then
+    log "building helm $helm"
+    CGO_ENABLED=0 GOBIN="$tools/helm-$helm" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@$helm"
+  fi
+  local b
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sfn "$kdir/$b" "$tools/bin/$b"; done
+  ln -sfn "$edir/etcd" "$tools/bin/etcd"
+  ln -sfn "$tools/kwok-$kwok/kwok" "$tools/bin/kwok"
+  ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"
+}
+
+extra_steps() {  # tools/setup.d/*.sh: steps of single capabilities (a Kafka broker, a base image, ...)
+  local s
+  for s in "$repo"/tools/setup.d/*.sh; do
+    [ -e "$s" ] || continue
+    NUCLAB_CACHE="$cache" NUCLAB_REPO="$repo" bash "$s"
+  done
+}
+
+start=$(date +%s)
+apt_packages
+python_venv
+go_tools
+extra_steps
+log "setup done in $(( $(date +%s) - start ))s; tools in $tools/bin"
