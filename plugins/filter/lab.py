@@ -61,6 +61,13 @@ def nuclab_node_patch(current: Any, node: Any) -> dict[str, Any]:
     return lab.node_patch(current, _node(node))
 
 
+def nuclab_node_patches(existing: Any, nodes: Any) -> dict[str, Any]:
+    """Patches for the nodes that differ from the inventory, and the hosts with no node."""
+    if not isinstance(existing, list) or not isinstance(nodes, list):
+        raise AnsibleFilterError("nuclab_node_patches: expected two lists (Node objects, nodes)")
+    return lab.node_patches(existing, [_node(n) for n in nodes])
+
+
 def nuclab_sim_node_plan(existing: Any, nodes: Any, kubernetes_version: str) -> dict[str, Any]:
     """Simulated nodes to create, recreate (capacity changed) and delete."""
     if not isinstance(existing, list) or not isinstance(nodes, list):
@@ -76,5 +83,6 @@ class FilterModule:
             "nuclab_lab_preflight": nuclab_lab_preflight,
             "nuclab_lab_nodes": nuclab_lab_nodes,
             "nuclab_node_patch": nuclab_node_patch,
+            "nuclab_node_patches": nuclab_node_patches,
             "nuclab_sim_node_plan": nuclab_sim_node_plan,
         }

@@ -35,8 +35,10 @@ RESERVED_KEYS = ("role", "telemetry", "simulated")
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$")
-_RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                            r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_RESOURCE_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _LABEL_VALUE_RULE = "up to 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
 
 
@@ -78,8 +80,10 @@ class LabNode:
 def is_managed_label(key: str) -> bool:
     """Labels the lab owns: set from the inventory and removed when the inventory drops them."""
     return (
-        key.startswith(PREFIX) and key != SIM_LABEL
-    ) or key == ZONE_LABEL or key in NODE_ROLE_LABELS.values()
+        (key.startswith(PREFIX) and key != SIM_LABEL)
+        or key == ZONE_LABEL
+        or key in NODE_ROLE_LABELS.values()
+    )
 
 
 def is_managed_taint(taint: Mapping[str, Any]) -> bool:
@@ -92,7 +96,9 @@ def _label_value(host: str, variable: str, value: Any) -> str:
     if isinstance(value, int | float):
         value = str(value)
     if not isinstance(value, str) or (value and not _NAME.match(value)):
-        raise ValidationError(f"host {host}: {variable}", value, f"a label value is {_LABEL_VALUE_RULE}")
+        raise ValidationError(
+            f"host {host}: {variable}", value, f"a label value is {_LABEL_VALUE_RULE}"
+        )
     return value
 
 
@@ -152,7 +158,9 @@ def _taints(host: str, raw: Any) -> tuple[dict[str, str], ...]:
     return tuple(taints)
 
 
-def lab_node(host: str, hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> LabNode:
+def lab_node(
+    host: str, hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]
+) -> LabNode:
     """Check one host's variables and return it as a node; raise ValidationError if wrong."""
     role = hostvars.get("lab_role")
     if role is None:
@@ -167,7 +175,9 @@ def lab_node(host: str, hostvars: Mapping[str, Any], groups: Mapping[str, Sequen
         )
     if host in groups.get("agent", ()) and role not in AGENT_ROLES:
         raise ValidationError(
-            f"host {host}: lab_role", role, f"hosts in the agent group are {' or '.join(AGENT_ROLES)}"
+            f"host {host}: lab_role",
+            role,
+            f"hosts in the agent group are {' or '.join(AGENT_ROLES)}",
         )
 
     name = hostvars.get("node_name", host)
@@ -208,9 +218,15 @@ def lab_node(host: str, hostvars: Mapping[str, Any], groups: Mapping[str, Sequen
     capacity["pods"] = str(int(pods))
     extra = hostvars.get("node_capacity") or {}
     if not isinstance(extra, Mapping):
-        raise ValidationError(f"host {host}: node_capacity", extra, "a mapping of resource: quantity")
+        raise ValidationError(
+            f"host {host}: node_capacity", extra, "a mapping of resource: quantity"
+        )
     for resource, amount in extra.items():
-        if not isinstance(resource, str) or not _RESOURCE_NAME.match(resource) or resource in capacity:
+        if (
+            not isinstance(resource, str)
+            or not _RESOURCE_NAME.match(resource)
+            or resource in capacity
+        ):
             raise ValidationError(
                 f"host {host}: node_capacity key",
                 resource,
@@ -315,6 +331,26 @@ def node_patch(current: Mapping[str, Any], node: LabNode) -> dict[str, Any]:
     return patch
 
 
+def node_patches(
+    existing: Sequence[Mapping[str, Any]], nodes: Sequence[LabNode]
+) -> dict[str, list[Any]]:
+    """Merge patches (full objects for one API call) for every node that differs from the
+    inventory, and the hosts that have no node in the cluster."""
+    by_name = {n["metadata"]["name"]: n for n in existing}
+    patches: list[dict[str, Any]] = []
+    missing: list[dict[str, str]] = []
+    for node in nodes:
+        current = by_name.get(node.name)
+        if current is None:
+            missing.append({"host": node.host, "name": node.name})
+            continue
+        patch = node_patch(current, node)
+        if patch:
+            metadata = {"name": node.name, **patch.pop("metadata", {})}
+            patches.append({"apiVersion": "v1", "kind": "Node", "metadata": metadata, **patch})
+    return {"patches": patches, "missing": missing}
+
+
 def sim_node(node: LabNode, kubernetes_version: str, arch: str = "amd64") -> dict[str, Any]:
     """The Node object of a simulated (kwok) node, with the inventory's capacity."""
     return {
@@ -332,6 +368,15 @@ def sim_node(node: LabNode, kubernetes_version: str, arch: str = "amd64") -> dic
                 "kubernetes.io/arch": arch,
                 "type": "kwok",
                 SIM_LABEL: "true",
+                # what K3s puts on its servers (the lab never manages these)
+                **(
+                    {
+                        "node-role.kubernetes.io/control-plane": "true",
+                        "node-role.kubernetes.io/master": "true",
+                    }
+                    if node.role == "server"
+                    else {}
+                ),
             },
         },
         "spec": {},

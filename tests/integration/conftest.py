@@ -1,0 +1,72 @@
+"""The simulated lab for integration tests: brought up once per session if it is not up.
+
+The lab is a real etcd, kube-apiserver, kube-controller-manager and kube-scheduler with kwok
+nodes (see roles/sim_cluster). It is left running after the tests so that a developer can
+look at it; `make sim-down` stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TOOLS_BIN
+
+SIM_INVENTORY = REPO / "inventory" / "sim"
+SIM_KUBECONFIG = SIM_INVENTORY / "artifacts" / "kubeconfig"
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), str(TOOLS_BIN), env["PATH"]])
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    return env
+
+
+def run_playbook(
+    *args: str, inventory: Path = SIM_INVENTORY, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook from the repo; on failure show its output in the test report."""
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), *args]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def lab_answers(kubeconfig: Path = SIM_KUBECONFIG) -> bool:
+    if not kubeconfig.exists():
+        return False
+    from kubernetes import client, config
+
+    try:
+        api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        api.list_node(_request_timeout=5)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def sim_lab() -> Path:
+    """The simulated lab's admin kubeconfig, with the lab up (site.yml run if it was not)."""
+    if not lab_answers():
+        run_playbook("site.yml")
+    assert lab_answers(), "the simulated lab did not come up"
+    return SIM_KUBECONFIG
+
+
+@pytest.fixture(scope="session")
+def core_api(sim_lab: Path):
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(str(sim_lab)))
