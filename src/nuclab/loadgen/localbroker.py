@@ -1,0 +1,201 @@
+"""A single-node Apache Kafka broker (KRaft) on loopback, from the jars `make setup` caches.
+
+For tests and benchmarks on one machine: ``tools/setup.d/30-kafka.sh`` puts Kafka's jars in
+``$NUCLAB_CACHE/kafka-<lab_kafka_version>/libs``; this formats a storage directory and runs
+``kafka.Kafka`` on the machine's Java, on free loopback ports, until ``stop()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from nuclab.errors import NuclabError
+from nuclab.loadgen.kafka_common import quiet_logger
+
+_LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+"""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("NUCLAB_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nuclab"
+
+
+def pinned_version(key: str, versions: Path | None = None) -> str:
+    """A ``lab_*_version`` from versions.yml (the one place versions are pinned)."""
+    path = versions or repo_root() / "versions.yml"
+    match = re.search(rf'^{key}:\s*"?([^"\s#]+)', path.read_text(), re.MULTILINE)
+    if not match:
+        raise NuclabError(f"versions.yml has no {key}")
+    return match.group(1)
+
+
+def kafka_libs(version: str | None = None) -> Path:
+    version = version or pinned_version("lab_kafka_version")
+    libs = cache_dir() / f"kafka-{version}" / "libs"
+    if not (libs / f"kafka_2.13-{version}.jar").is_file():
+        raise NuclabError(
+            f"Kafka {version} jars are not in {libs}: run `make setup` "
+            "(tools/setup.d/30-kafka.sh fetches them from Maven Central)"
+        )
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalBroker:
+    """``with LocalBroker(workdir) as broker: broker.bootstrap`` -> ``127.0.0.1:<port>``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        version: str | None = None,
+        heap: str = "768m",
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.libs = kafka_libs(version)
+        self.heap = heap
+        self.settings = settings or {}
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.workdir / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise NuclabError("java is not on PATH (apt-get install openjdk-17-jre-headless)")
+        return [
+            java,
+            f"-Xmx{heap}",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.yaml'}",
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
+        ]
+
+    def _write_config(self) -> Path:
+        data = self.workdir / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            **self.settings,
+        }
+        path = self.workdir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.workdir / "log4j2.yaml").write_text(_LOG4J2)
+        return path
+
+    def start(self, timeout: float = 60.0) -> LocalBroker:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        cluster_id = _cluster_id()
+        fmt = subprocess.run(
+            self.java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise NuclabError(f"kafka storage format failed: {fmt.stderr.strip()[-500:]}")
+        env = {**os.environ, "KAFKA_HEAP_OPTS": f"-Xmx{self.heap}"}
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.java("kafka.Kafka", str(config), heap=self.heap),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self._wait(timeout)
+        return self
+
+    def _wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": quiet_logger()})
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise NuclabError(f"Kafka broker exited: {self.log.read_text()[-1000:]}")
+            try:
+                md = admin.list_topics(timeout=1.0)
+                if md.brokers:
+                    return
+            except KafkaException:  # not up yet; retried until the deadline
+                time.sleep(0.2)
+        self.stop()
+        raise NuclabError(f"Kafka broker not ready within {timeout:g}s; log: {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,146 @@
+"""`nuclab loadgen http` against a real HTTP server (aiohttp, its own process) on loopback."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nuclab.loadgen.localbroker import free_port
+
+NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen", "http"]
+
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiohttp import web
+
+    async def ok(request):
+        return web.Response(text="ok")
+
+    async def slow(request):
+        await asyncio.sleep(0.1)
+        return web.Response(text="slow")
+
+    async def fail(request):
+        return web.Response(status=500, text="no")
+
+    app = web.Application()
+    app.add_routes([web.get("/", ok), web.get("/slow", slow), web.get("/fail", fail)])
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    script = tmp_path_factory.mktemp("http") / "server.py"
+    script.write_text(SERVER)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(port)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "test server did not start"
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*NUCLAB, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("rate", [200, 800])
+def test_constant_rate_is_held_within_2_percent_with_a_trace_row_per_request(
+    server: str, tmp_path: Path, rate: int
+) -> None:
+    trace, results = tmp_path / "trace.csv", tmp_path / "r.json"
+    proc = run(
+        "--url",
+        server + "/",
+        "--rate",
+        str(rate),
+        "--duration",
+        "3s",
+        "--trace",
+        str(trace),
+        "--results",
+        str(results),
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(results.read_text())
+    assert res["achieved_rate"] == pytest.approx(rate, rel=0.02)
+    assert res["completed"] == rate * 3
+    assert res["extra"]["statuses"] == {"200": rate * 3}
+    rows = list(csv.DictReader(trace.open()))
+    assert len(rows) == rate * 3
+    assert {r["status"] for r in rows} == {"200"}
+    assert [int(r["seq"]) for r in rows] == list(range(rate * 3))
+    # Open loop: scheduled send times are i / rate, and the requests went out on time.
+    assert float(rows[-1]["scheduled_s"]) == pytest.approx((rate * 3 - 1) / rate)
+    lags = sorted(float(r["lag_s"]) for r in rows)
+    assert lags[int(0.9 * len(lags))] < 0.1
+
+
+def test_open_loop_does_not_wait_for_slow_answers(server: str, tmp_path: Path) -> None:
+    # 100 ms answers at 200 req/s: a closed loop on one connection would manage 10 req/s.
+    results = tmp_path / "r.json"
+    proc = run(
+        "--url", server + "/slow", "--rate", "200", "--duration", "2s", "--results", str(results)
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(results.read_text())
+    assert res["achieved_rate"] == pytest.approx(200, rel=0.02)
+    assert res["latency_s"]["p50"] >= 0.1
+
+
+def test_poisson_arrivals_hold_their_mean(server: str, tmp_path: Path) -> None:
+    results, trace = tmp_path / "r.json", tmp_path / "t.csv"
+    proc = run(
+        "--url",
+        server + "/",
+        "--rate",
+        "400",
+        "--duration",
+        "3s",
+        "--arrivals",
+        "poisson",
+        "--seed",
+        "3",
+        "--results",
+        str(results),
+        "--trace",
+        str(trace),
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(results.read_text())
+    assert res["completed"] == pytest.approx(1200, rel=0.1)
+    times = sorted(float(r["scheduled_s"]) for r in csv.DictReader(trace.open()))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    assert gaps[len(gaps) // 2] < 1 / 400  # exponential gaps: the median is ln 2 of the mean
+
+
+def test_server_errors_are_counted_and_reported(server: str, tmp_path: Path) -> None:
+    results = tmp_path / "r.json"
+    proc = run(
+        "--url", server + "/fail", "--rate", "50", "--duration", "1s", "--results", str(results)
+    )
+    res = json.loads(results.read_text())
+    assert res["errors"] == 50
+    assert res["extra"]["statuses"] == {"500": 50}
+    assert "50 errors" in proc.stdout
