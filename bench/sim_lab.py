@@ -110,10 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="6,100", help="lab sizes; 6 is inventory/sim")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tools", action="store_true", help="also time the tools from an empty cache")
+    parser.add_argument(
+        "--tools", action="store_true", help="also time the tools from an empty cache"
+    )
     args = parser.parse_args()
 
-    print(f"{'nodes':>6} {'first run s':>12} {'re-run s':>10} {'ratio':>6} {'re-run changed':>15} runs")
+    print(
+        f"{'nodes':>6} {'first run s':>12} {'re-run s':>10} {'ratio':>6} {'re-run changed':>15} runs"
+    )
     with tempfile.TemporaryDirectory(prefix="nuclab-bench-") as tmp:
         for size in (int(n) for n in args.nodes.split(",")):
             inventory = SIM if size == 6 else generated_inventory(Path(tmp), size)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS_BIN = Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache" / "nuclab")) / "tools" / "bin"
+TOOLS_BIN = (
+    Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache" / "nuclab")) / "tools" / "bin"
+)
 
 
 def tool(name: str) -> str:

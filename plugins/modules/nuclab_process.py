@@ -148,7 +148,7 @@ def _start(module: AnsibleModule, paths: dict[str, str], argv: list[str], env: d
         log.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv comes from the playbook, not a shell
+            proc = subprocess.Popen(  # argv comes from the playbook, never a shell
                 argv,
                 stdin=devnull,
                 stdout=log,

@@ -189,10 +189,7 @@ def lab_node(
         )
 
     zone = hostvars.get("lab_zone")
-    if zone in (None, ""):
-        zone = None
-    else:
-        zone = _label_value(host, "lab_zone", zone)
+    zone = None if zone in (None, "") else _label_value(host, "lab_zone", zone)
 
     telemetry = hostvars.get("lab_telemetry_mode", "cpu")
     if telemetry not in TELEMETRY_MODES:

@@ -107,7 +107,9 @@ def test_editing_the_inventory_moves_and_removes_labels_and_taints(core_api, tmp
     hosts = sim_hosts()
     agents(hosts)["nuc-4"]["lab_zone"] = "zone-c"
     del agents(hosts)["nuc-5"]["node_labels"]
-    agents(hosts)["nuc-3"]["node_taints"] = [{"key": "dedicated", "value": "kafka", "effect": "NoSchedule"}]
+    agents(hosts)["nuc-3"]["node_taints"] = [
+        {"key": "dedicated", "value": "kafka", "effect": "NoSchedule"}
+    ]
     edited = copy_inventory(tmp_path, hosts)
     try:
         run_playbook("playbooks/labels.yml", *aimed_at_running_lab(), inventory=edited)
@@ -156,7 +158,8 @@ BAD_INVENTORIES = {
     ),
     "duplicate node name": (
         lambda h: agents(h)["nuc-3"].update(node_name="nuc-2"),
-        "host nuc-3: node_name: 'nuc-2' is not allowed; node names are unique; host nuc-2 has it already",
+        "host nuc-3: node_name: 'nuc-2' is not allowed; node names are unique; "
+        "host nuc-2 has it already",
     ),
     "malformed label": (
         lambda h: agents(h)["nuc-5"].update(node_labels={"gpu": "nvidia tesla"}),
@@ -164,7 +167,8 @@ BAD_INVENTORIES = {
     ),
     "malformed taint": (
         lambda h: agents(h)["nuc-5"].update(node_taints=[{"key": "gpu", "effect": "Never"}]),
-        "host nuc-5: node_taints[0].effect: 'Never' is not allowed; one of NoSchedule, PreferNoSchedule, NoExecute",
+        "host nuc-5: node_taints[0].effect: 'Never' is not allowed; "
+        "one of NoSchedule, PreferNoSchedule, NoExecute",
     ),
 }
 

@@ -32,21 +32,36 @@ def test_a_good_inventory_has_no_problems():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"a": {"lab_role": None}}, "host a: lab_role: None is not allowed; every host needs one of"),
-        ({"a": {"lab_role": "boss"}}, "host a: lab_role: 'boss' is not allowed; one of server, client, worker"),
+        (
+            {"a": {"lab_role": None}},
+            "host a: lab_role: None is not allowed; every host needs one of",
+        ),
+        (
+            {"a": {"lab_role": "boss"}},
+            "host a: lab_role: 'boss' is not allowed; one of server, client, worker",
+        ),
         ({"a": {"lab_role": "server"}}, "hosts in the agent group are client or worker"),
         ({"m": {"lab_role": "worker"}}, "hosts in the server group have lab_role server"),
-        ({"b": {"lab_telemetry_mode": "tpu"}}, "host b: lab_telemetry_mode: 'tpu' is not allowed; one of cpu, gpu"),
+        (
+            {"b": {"lab_telemetry_mode": "tpu"}},
+            "host b: lab_telemetry_mode: 'tpu' is not allowed; one of cpu, gpu",
+        ),
         ({"b": {"lab_zone": "Zone A!"}}, "host b: lab_zone: 'Zone A!' is not allowed"),
         ({"b": {"node_labels": {"bad key": "x"}}}, "host b: node_labels key: 'bad key'"),
         ({"b": {"node_labels": {"example.com/gpu": "x"}}}, "without prefix"),
         ({"b": {"node_labels": {"role": "x"}}}, "set by the lab itself"),
         ({"b": {"node_labels": {"gpu": "-nvidia"}}}, "host b: node_labels.gpu: '-nvidia'"),
-        ({"b": {"node_taints": [{"key": "gpu", "effect": "Sometimes"}]}}, "node_taints[0].effect: 'Sometimes'"),
+        (
+            {"b": {"node_taints": [{"key": "gpu", "effect": "Sometimes"}]}},
+            "node_taints[0].effect: 'Sometimes'",
+        ),
         ({"b": {"node_taints": [{"key": "gpu"}]}}, "node_taints[0].effect: None"),
         ({"b": {"node_taints": {"key": "gpu"}}}, "host b: node_taints"),
         ({"b": {"node_name": "NUC_B"}}, "host b: node_name: 'NUC_B'"),
-        ({"b": {"node_memory": "lots"}}, "host b: node_memory: 'lots' is not allowed; memory, a Kubernetes quantity"),
+        (
+            {"b": {"node_memory": "lots"}},
+            "host b: node_memory: 'lots' is not allowed; memory, a Kubernetes quantity",
+        ),
         ({"b": {"node_pods": 0}}, "host b: node_pods: 0"),
         ({"b": {"node_capacity": {"cpu": "8"}}}, "host b: node_capacity key: 'cpu'"),
     ],
@@ -122,9 +137,13 @@ def test_patch_sets_lab_taints_and_keeps_the_controllers_taints():
         GROUPS,
     )
     foreign = {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}
-    current = k8s_node(node.desired_labels(), [foreign, {"key": "nuclab.io/old", "effect": "NoSchedule"}])
+    current = k8s_node(
+        node.desired_labels(), [foreign, {"key": "nuclab.io/old", "effect": "NoSchedule"}]
+    )
     assert lab.node_patch(current, node) == {
-        "spec": {"taints": [foreign, {"key": "nuclab.io/gpu", "effect": "NoSchedule", "value": "only"}]}
+        "spec": {
+            "taints": [foreign, {"key": "nuclab.io/gpu", "effect": "NoSchedule", "value": "only"}]
+        }
     }
 
 
@@ -138,7 +157,10 @@ def test_sim_plan_creates_missing_recreates_resized_and_deletes_unlisted_simulat
     nodes = lab.lab_nodes(hostvars(b={"node_memory": "8192Mi"}), ["m", "a", "b"], GROUPS)
     existing = [
         lab.sim_node(nodes[0], "v1.35.4"),  # m: as wanted
-        {**lab.sim_node(nodes[2], "v1.35.4"), "status": {"capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}}},
+        {
+            **lab.sim_node(nodes[2], "v1.35.4"),
+            "status": {"capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}},
+        },
         {"metadata": {"name": "gone", "labels": {"nuclab.io/simulated": "true"}}},
         {"metadata": {"name": "real", "labels": {}}},
     ]
@@ -155,7 +177,12 @@ def test_sim_node_carries_the_inventory_capacity_and_the_kwok_annotation():
     node = lab.lab_node("b", hostvars(b={"node_capacity": {"nvidia.com/gpu": 1}})["b"], GROUPS)
     obj = lab.sim_node(node, "v1.35.4")
     assert obj["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
-    assert obj["status"]["capacity"] == {"cpu": "4", "memory": "16Gi", "pods": "110", "nvidia.com/gpu": "1"}
+    assert obj["status"]["capacity"] == {
+        "cpu": "4",
+        "memory": "16Gi",
+        "pods": "110",
+        "nvidia.com/gpu": "1",
+    }
     assert obj["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.4"
 
 
