@@ -116,7 +116,8 @@ def main() -> None:
     args = parser.parse_args()
 
     print(
-        f"{'nodes':>6} {'first run s':>12} {'re-run s':>10} {'ratio':>6} {'re-run changed':>15} runs"
+        f"{'nodes':>6} {'first run s':>12} {'re-run s':>10} {'ratio':>6} "
+        f"{'re-run changed':>15} runs"
     )
     with tempfile.TemporaryDirectory(prefix="nuclab-bench-") as tmp:
         for size in (int(n) for n in args.nodes.split(",")):

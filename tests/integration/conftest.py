@@ -38,7 +38,8 @@ def run_playbook(
     )
     if check and proc.returncode != 0:
         pytest.fail(
-            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+            f"{' '.join(cmd)} exited {proc.returncode}:\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
         )
     return proc
 
