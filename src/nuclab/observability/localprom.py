@@ -1,0 +1,134 @@
+"""Run the real Prometheus and Pushgateway (Debian packages) on loopback and query them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nuclab.errors import NuclabError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise NuclabError(f"{name} is not installed: it comes from the Debian package (make setup)")
+    return path
+
+
+class Server:
+    """A child process listening on 127.0.0.1:<port>; ``stop`` ends it."""
+
+    def __init__(self, args: list[str], port: int, ready_path: str, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait(ready_path)
+
+    def _wait(self, path: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise NuclabError(f"{self.proc.args[0]} exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.2)
+        raise NuclabError(f"{self.proc.args[0]} was not ready at {self.url}{path} after {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class Prometheus(Server):
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        extra_args: list[str] | None = None,
+        *,
+        self_scrape: bool = True,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        if self_scrape:
+            job = {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            config = {**config, "scrape_configs": [*config.get("scrape_configs", []), job]}
+        self.config_file = workdir / "prometheus.yml"
+        self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.data = workdir / "data"
+        args = [
+            binary("prometheus"),
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={self.data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *(extra_args or []),
+        ]
+        super().__init__(args, port, "/-/ready", workdir / "prometheus.log")
+
+    def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/<path>; raises ``PromQLError`` on an error answer (e.g. a parse error)."""
+        query = urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=30) as resp:
+                body = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
+        if body.get("status") != "success":
+            raise PromQLError(params.get("query", path), str(body.get("error")))
+        return body["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self.api("query", **params)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        return list(data["result"])
+
+    def targets_up(self) -> tuple[int, int]:
+        active = self.api("targets")["activeTargets"]
+        return sum(t["health"] == "up" for t in active), len(active)
+
+
+class Pushgateway(Server):
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        args = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"]
+        super().__init__(args, port, "/-/ready", workdir / "pushgateway.log")
+        self.address = f"127.0.0.1:{port}"
+
+
+class PromQLError(NuclabError):
+    def __init__(self, expr: str, error: str) -> None:
+        super().__init__(f"PromQL {expr!r}: {error}")
+        self.expr = expr
+        self.error = error
