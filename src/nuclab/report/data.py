@@ -1,0 +1,113 @@
+"""Reading a dataset folder back: the manifest and each metric family as per-series arrays."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from nuclab.errors import NotFoundError, NuclabError
+
+PEER_LABELS = ("peer", "pod", "instance")
+
+
+@dataclass(slots=True)
+class Series:
+    metric: str
+    labels: dict[str, str]
+    t: np.ndarray  # seconds since the epoch (UTC)
+    v: np.ndarray
+
+    @property
+    def peer(self) -> str:
+        for key in PEER_LABELS:
+            if self.labels.get(key):
+                return self.labels[key]
+        return ",".join(f"{k}={v}" for k, v in sorted(self.labels.items())) or self.metric
+
+
+class Dataset:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        manifest = path / "manifest.json"
+        if not manifest.is_file():
+            raise NotFoundError(f"dataset {str(path)!r}: no manifest.json (not a nuclab dataset)")
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise NuclabError(f"dataset {str(path)!r}: manifest.json is not JSON: {exc}") from exc
+        self._cache: dict[str, list[Series]] = {}
+        self._families = {
+            family: info["file"] for family, info in (self.manifest.get("metrics") or {}).items()
+        }
+
+    def family(self, name: str) -> list[Series]:
+        """Every series of a metric family (empty when the dataset has none)."""
+        if name in self._cache:
+            return self._cache[name]
+        rel = self._families.get(name)
+        if rel is None:
+            return []
+        table = pq.read_table(self.path / rel)
+        label_cols = [c for c in table.column_names if c not in ("metric", "timestamp", "value")]
+        ts = table["timestamp"].cast("int64").to_numpy() / 1000.0
+        values = table["value"].to_numpy()
+        keys = [table[c].to_pylist() for c in ("metric", *label_cols)]
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(zip(*keys, strict=True)):
+            groups.setdefault(key, []).append(i)
+        out = []
+        for key, rows in groups.items():
+            idx = np.asarray(rows)
+            labels = {c: v for c, v in zip(label_cols, key[1:], strict=True) if v is not None}
+            order = np.argsort(ts[idx], kind="stable")
+            out.append(Series(key[0], labels, ts[idx][order], values[idx][order]))
+        self._cache[name] = out
+        return out
+
+    def metric(self, family: str, metric: str) -> list[Series]:
+        return [s for s in self.family(family) if s.metric == metric]
+
+
+def rate(s: Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per-second rate of a counter (resets count from zero, like PromQL's rate)."""
+    if len(s.t) < 2:
+        return np.array([]), np.array([])
+    dv = np.diff(s.v)
+    dv = np.where(dv < 0, s.v[1:], dv)
+    dt = np.diff(s.t)
+    dt[dt <= 0] = np.nan
+    return s.t[1:], dv / dt
+
+
+def histogram_quantile(q: float, bounds: np.ndarray, counts: np.ndarray) -> float:
+    """PromQL's histogram_quantile over cumulative bucket counts (bounds ascending, +Inf last)."""
+    total = counts[-1]
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    i = int(np.searchsorted(counts, rank, side="left"))
+    if i >= len(bounds) - 1:
+        return float(bounds[-2]) if len(bounds) > 1 else float("nan")
+    low_b = 0.0 if i == 0 else float(bounds[i - 1])
+    low_c = 0.0 if i == 0 else float(counts[i - 1])
+    width = float(counts[i]) - low_c
+    if width <= 0:
+        return float(bounds[i])
+    return low_b + (float(bounds[i]) - low_b) * (rank - low_c) / width
+
+
+def bucket_increase(buckets: list[Series]) -> tuple[np.ndarray, np.ndarray]:
+    """(bounds, cumulative counts) of a histogram's increase over the whole window."""
+    pairs = []
+    for b in buckets:
+        le = b.labels.get("le", "+Inf")
+        bound = float("inf") if le in ("+Inf", "Inf") else float(le)
+        inc = float(b.v[-1] - b.v[0]) if len(b.v) > 1 else float(b.v[-1]) if len(b.v) else 0.0
+        pairs.append((bound, max(inc, 0.0)))
+    pairs.sort()
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])

@@ -1,0 +1,485 @@
+"""``nuclab export`` against a real Prometheus (Debian package) loaded with known samples.
+
+The samples are generated here, written as OpenMetrics and backfilled with ``promtool tsdb
+create-blocks-from openmetrics``; a Prometheus started on loopback serves them. The export must
+return exactly those values, across windows longer than one 11,000-point chunk.
+
+Loki is NOT available on this machine (no Debian package, no binary on PyPI; building it from
+its Go module costs more than the whole test tier). The log tests therefore run the Loki
+*client* against ``LokiStandIn`` below: a minimal HTTP server that answers Loki's documented
+``/loki/api/v1/query_range`` shape. It is a stand-in, not Loki: it proves our paging, ordering
+and failure handling, not compatibility with a particular Loki release.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow.parquet as pq
+import pytest
+
+from nuclab.cli import main as nuclab
+from nuclab.export.cluster import parse_time
+from nuclab.export.dataset import sha256
+from tests.conftest import tool
+from tests.integration.conftest import run_playbook
+
+STEP = 1
+POINTS = 12_500  # > 11,000: every export below needs two chunks per metric
+T0 = (int(time.time()) // 3600 - 30) * 3600  # 30 h ago, on the hour: inside default retention
+LIVE_FROM = int(time.time()) - 1800  # "live" data around now, for the Helm-release window
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def synthetic() -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, float]]]:
+    """(metric, labels) -> [(unix seconds, value)]: the ground truth of every test here."""
+    rng = random.Random(7)
+    data = {}
+    ts = [T0 + i * STEP for i in range(POINTS)]
+    for peer in ("nuclab-exp-exp1-0", "nuclab-exp-exp1-1"):
+        sent = 0.0
+        key = ("nuclab_peer_messages_sent_total", (("experiment", "exp1"), ("peer", peer)))
+        data[key] = []
+        for t in ts:
+            sent += rng.randint(0, 3)
+            data[key].append((t, sent))
+        mem = ("container_memory_working_set_bytes", (("namespace", "nuclab"), ("pod", peer)))
+        data[mem] = [(t, float(rng.randint(10_000_000, 16_000_000))) for t in ts]
+    rtt = (("experiment", "exp1"), ("source", "nuclab-exp-exp1-0"), ("target", "nuclab-exp-exp1-1"))
+    data[("nuclab_peer_rtt_seconds_sum", rtt)] = [(t, round(rng.random(), 6)) for t in ts]
+    data[("nuclab_peer_rtt_seconds_count", rtt)] = [(t, float(i)) for i, t in enumerate(ts)]
+    for le in ("0.001", "+Inf"):
+        key = ("nuclab_peer_rtt_seconds_bucket", tuple(sorted((*rtt, ("le", le)))))
+        data[key] = [(t, float(i // (2 if le == "0.001" else 1))) for i, t in enumerate(ts)]
+    # Another experiment's series: must never leak into exp1's dataset.
+    data[("nuclab_peer_messages_sent_total", (("experiment", "other"), ("peer", "x")))] = [
+        (t, 1.0) for t in ts
+    ]
+    live = [LIVE_FROM + i for i in range(3600)]
+    data[("nuclab_peer_messages_sent_total", (("experiment", "live"), ("peer", "l0")))] = [
+        (t, float(i)) for i, t in enumerate(live)
+    ]
+    return data
+
+
+def openmetrics(data: dict) -> str:
+    lines = []
+    for name in sorted({k[0] for k in data}):
+        lines.append(f"# TYPE {name} gauge")
+        for (metric, labels), points in sorted(data.items()):
+            if metric != name:
+                continue
+            lab = ",".join(f'{k}="{v}"' for k, v in labels)
+            lines.extend(f"{name}{{{lab}}} {v!r} {t}" for t, v in points)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def truth() -> dict:
+    return synthetic()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, truth: dict) -> Iterator[str]:
+    binary, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    assert binary and promtool, "needs prometheus and promtool (Debian package; run make setup)"
+    work = tmp_path_factory.mktemp("prometheus")
+    (work / "data.om").write_text(openmetrics(truth))
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"),
+         str(work / "tsdb")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (work / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
+        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("w"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "Prometheus did not become ready"
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+class LokiStandIn(BaseHTTPRequestHandler):
+    """A STAND-IN for Loki's query_range API (see the module docstring): streams of lines, paged
+    by ``limit`` in forward direction; ``fail_after`` answers 500 after that many pages."""
+
+    entries: ClassVar[list[tuple[int, dict[str, str], str]]] = []
+    fail_after: ClassVar[int | None] = None
+    pages: ClassVar[int] = 0
+    url: ClassVar[str] = ""
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/loki/api/v1/labels":
+            return self._send(200, {"status": "success", "data": ["experiment"]})
+        if url.path != "/loki/api/v1/query_range":
+            return self._send(404, {"status": "error"})
+        cls = type(self)
+        cls.pages += 1
+        if cls.fail_after is not None and cls.pages > cls.fail_after:
+            return self._send(500, {"status": "error", "error": "stand-in failure"})
+        start, end, limit = int(q["start"]), int(q["end"]), int(q["limit"])
+        want = q["query"].strip("{}").replace('"', "").split("=")
+        hits = [
+            e for e in cls.entries
+            if start <= e[0] < end and e[1].get(want[0]) == want[1]
+        ][:limit]  # fmt: skip
+        streams: dict[tuple, list] = {}
+        for ts, labels, line in hits:
+            streams.setdefault(tuple(sorted(labels.items())), []).append([str(ts), line])
+        result = [{"stream": dict(k), "values": v} for k, v in streams.items()]
+        return self._send(
+            200, {"status": "success", "data": {"resultType": "streams", "result": result}}
+        )
+
+    def _send(self, code: int, body: dict) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loki() -> Iterator[type[LokiStandIn]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LokiStandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    LokiStandIn.pages, LokiStandIn.fail_after = 0, None
+    base = T0 * 1_000_000_000
+    LokiStandIn.entries = [
+        (base + i * 1_000_000_000 + (i % 3),
+         {"experiment": "exp1", "pod": f"nuclab-exp-exp1-{i % 2}"},
+         f"sending at {datetime.fromtimestamp(T0 + i, UTC):%Y-%m-%dT%H:%M:%S}.000000Z seq={i}")
+        for i in range(12_000)
+    ] + [(base + 5, {"experiment": "other", "pod": "x"}, "not ours")]  # fmt: skip
+    # Same nanosecond, different lines: paging must keep both.
+    LokiStandIn.entries.append(
+        (base + 5_000 * 1_000_000_000, {"experiment": "exp1", "pod": "z"}, "twin")
+    )
+    LokiStandIn.entries.sort(key=lambda e: e[0])
+    LokiStandIn.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield LokiStandIn
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _export(
+    prom: str, out: Path, *extra: str, start: int = T0, end: int = T0 + (POINTS - 1) * STEP
+) -> int:
+    return nuclab(
+        ["export", "exp1", "--prometheus-url", prom, "--output", str(out), "--step", str(STEP),
+         "--start", _iso(start), "--end", _iso(end), *extra]
+    )  # fmt: skip
+
+
+def _rows(path: Path) -> dict[tuple[str, tuple], list[tuple[int, float]]]:
+    table = pq.read_table(path).to_pylist()
+    out: dict[tuple[str, tuple], list[tuple[int, float]]] = {}
+    for row in table:
+        labels = tuple(
+            sorted(
+                (k, v)
+                for k, v in row.items()
+                if k not in ("metric", "timestamp", "value") and v is not None
+            )
+        )
+        ts = row["timestamp"]
+        assert ts.tzinfo is not None and ts.utcoffset().total_seconds() == 0
+        out.setdefault((row["metric"], labels), []).append((int(ts.timestamp()), row["value"]))
+    return out
+
+
+def test_export_returns_exactly_the_backfilled_samples_across_chunks(
+    prometheus: str, truth: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exp1"
+    assert _export(prometheus, out, "--csv") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["prometheus"]["chunks_per_metric"] == 2
+    assert manifest["window"] == {
+        "start": _iso(T0),
+        "end": _iso(T0 + POINTS - 1),
+        "source": "flags",
+    }
+    got: dict = {}
+    for f in sorted((out / "metrics").glob("*.parquet")):
+        got |= _rows(f)
+    want = {
+        k: v
+        for k, v in truth.items()
+        if ("experiment", "other") not in k[1] and ("experiment", "live") not in k[1]
+    }
+    assert set(got) == set(want)
+    for key, points in want.items():
+        assert got[key] == points, key  # every timestamp, every value, exactly
+    # One file per family: the histogram's _bucket, _sum and _count together.
+    names = sorted(p.name for p in (out / "metrics").iterdir())
+    assert names == [
+        "container_memory_working_set_bytes.csv", "container_memory_working_set_bytes.parquet",
+        "nuclab_peer_messages_sent_total.csv", "nuclab_peer_messages_sent_total.parquet",
+        "nuclab_peer_rtt_seconds.csv", "nuclab_peer_rtt_seconds.parquet",
+    ]  # fmt: skip
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert set(listed) == {f"metrics/{n}" for n in names}
+    for rel, entry in listed.items():
+        assert sha256(out / rel) == entry["sha256"]
+        assert (out / rel).stat().st_size == entry["bytes"]
+    csv_head = (
+        (out / "metrics" / "nuclab_peer_messages_sent_total.csv").read_text().splitlines()[:2]
+    )
+    assert csv_head[0] == '"metric","timestamp","value","experiment","peer"'
+    assert csv_head[1].startswith(
+        f'"nuclab_peer_messages_sent_total",{datetime.fromtimestamp(T0, UTC):%Y-%m-%d %H:%M:%S}'
+    )
+    assert manifest["nuclab"]["version"]
+    assert "exported exp1:" in capsys.readouterr().out
+    # The report renders from what the export wrote.
+    assert nuclab(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    for figure in ("Memory per peer", "Messages published per peer", "RTT percentiles"):
+        assert f'<img alt="{figure}" src="data:image/png;base64,' in page
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".report*"))
+
+
+def test_export_writes_the_logs_as_json_lines(
+    prometheus: str, loki: type[LokiStandIn], tmp_path: Path
+) -> None:
+    out = tmp_path / "exp1"
+    assert _export(prometheus, out, "--loki-url", loki.url) == 0
+    lines = [json.loads(x) for x in (out / "logs" / "logs.jsonl").read_text().splitlines()]
+    end_ns = (T0 + POINTS - 1) * 1_000_000_000
+    want = [e for e in loki.entries if e[1]["experiment"] == "exp1" and e[0] < end_ns]
+    assert [x["line"] for x in lines] == [e[2] for e in want]  # all, in order, none twice
+    assert lines[0]["time"].endswith("Z") and lines[0]["labels"]["experiment"] == "exp1"
+    assert loki.pages >= 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["logs"]["lines"] == len(want)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("prometheus-down", "Prometheus at http://127.0.0.1:{dead} is unreachable"),
+        ("loki-down", "Loki at http://127.0.0.1:{dead} is unreachable"),
+        ("no-data", "Prometheus has no data between"),
+        ("exists", "output: "),
+        ("local-time", "--start: '2025-01-01T10:00:00' is not allowed"),
+        ("loki-fails-midway", "answered 500: "),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(  # noqa: PLR0917 (pytest fixtures)
+    case: str, message: str, prometheus: str, loki: type[LokiStandIn], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    dead = _free_port()
+    out = tmp_path / "exp1"
+    extra: list[str] = []
+    prom = prometheus
+    kwargs: dict = {}
+    if case == "prometheus-down":
+        prom = f"http://127.0.0.1:{dead}"
+    elif case == "loki-down":
+        extra = ["--loki-url", f"http://127.0.0.1:{dead}"]
+    elif case == "no-data":
+        kwargs = {"start": T0 - 7200, "end": T0 - 3600}
+    elif case == "exists":
+        out.mkdir()
+        (out / "keep.txt").write_text("a previous dataset")
+    elif case == "loki-fails-midway":
+        loki.fail_after = 1
+        extra = ["--loki-url", loki.url]
+    if case == "local-time":
+        argv = ["export", "exp1", "--prometheus-url", prom, "--output", str(out),
+                "--start", "2025-01-01T10:00:00", "--end", "2025-01-01T11:00:00Z"]  # fmt: skip
+        code = nuclab(argv)
+    else:
+        code = _export(prom, out, *extra, **kwargs)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message.format(dead=dead) in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    if case == "exists":
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    else:
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name != "exp1"], "a partial folder was left"
+
+
+# -- the window from the experiment's Helm release, on the simulated lab ----------------------
+# A real ``helm install`` of a tiny chart named like an experiment release writes a real release
+# record (a Secret in namespace nuclab); the export reads first-deployed and, after ``helm
+# uninstall --keep-history``, the deletion time from it, and the lab's nodes into the manifest.
+
+RELEASE = "nuclab-exp-live"
+
+
+def _helm(kubeconfig: Path, *args: str) -> str:
+    done = subprocess.run(
+        [tool("helm"), "--kubeconfig", str(kubeconfig), "-n", "nuclab", *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def release(sim_lab: Path, tmp_path: Path) -> Iterator[Path]:
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: experiment\nversion: 0.0.1-test\nappVersion: '0.1.0'\n"
+    )
+    (chart / "values.yaml").write_text("peers: 1\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-test\n"
+        "  labels:\n    nuclab.io/experiment: live\ndata:\n  peers: {{ .Values.peers | quote }}\n"
+    )
+    subprocess.run(
+        [tool("helm"), "--kubeconfig", str(sim_lab), "-n", "nuclab", "uninstall", RELEASE],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    _helm(sim_lab, "install", RELEASE, str(chart), "--create-namespace", "--set", "peers=3")
+    try:
+        yield sim_lab
+    finally:
+        subprocess.run(
+            [tool("helm"), "--kubeconfig", str(sim_lab), "-n", "nuclab", "uninstall", RELEASE],
+            capture_output=True, check=False,
+        )  # fmt: skip
+
+
+def _status(kubeconfig: Path) -> dict:
+    return json.loads(_helm(kubeconfig, "status", RELEASE, "-o", "json"))["info"]
+
+
+def test_export_reads_the_window_and_provenance_from_the_release(
+    release: Path,
+    prometheus: str,
+    tmp_path: Path,
+) -> None:
+    first = parse_time(_status(release)["first_deployed"])
+    out = tmp_path / "running"
+    before = datetime.now(UTC)
+    code = nuclab(
+        ["export", "live", "--prometheus-url", prometheus, "--kubeconfig", str(release),
+         "--output", str(out), "--step", "1"]
+    )  # fmt: skip
+    assert code == 0
+    m = json.loads((out / "manifest.json").read_text())
+    start, end = parse_time(m["window"]["start"]), parse_time(m["window"]["end"])
+    assert m["window"]["source"] == "helm-release"
+    assert abs((start - first).total_seconds()) < 0.001  # first deployed
+    assert before <= end <= datetime.now(UTC)  # still running: up to now
+    assert m["spec"] == {"peers": 3}
+    assert m["chart"] == {"name": "experiment", "version": "0.0.1-test", "appVersion": "0.1.0"}
+    assert m["release"]["status"] == "deployed"
+    names = {n["name"] for n in m["nodes"]}
+    assert "nuc-master" in names and "nuc-1" in names
+    assert all("nuclab.io/role" in n["labels"] and n["capacity"] for n in m["nodes"])
+    ts = pq.read_table(out / "metrics" / "nuclab_peer_messages_sent_total.parquet")["timestamp"]
+    assert ts.to_pylist()[0] >= start.replace(microsecond=0)
+
+    _helm(release, "uninstall", RELEASE, "--keep-history")
+    deleted = parse_time(_status(release)["deleted"])
+    out2 = tmp_path / "deleted"
+    code = nuclab(
+        ["export", "live", "--prometheus-url", prometheus, "--kubeconfig", str(release),
+         "--output", str(out2), "--step", "1"]
+    )  # fmt: skip
+    assert code == 0
+    m2 = json.loads((out2 / "manifest.json").read_text())
+    assert abs((parse_time(m2["window"]["end"]) - deleted).total_seconds()) < 0.001
+    assert m2["release"]["status"] == "uninstalled"
+
+
+def test_export_of_an_unknown_experiment_names_the_missing_release(
+    sim_lab: Path,
+    prometheus: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = nuclab(
+        ["export", "nosuch", "--prometheus-url", prometheus, "--kubeconfig", str(sim_lab),
+         "--output", str(tmp_path / "x")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "no Helm release 'nuclab-exp-nosuch' in namespace 'nuclab'" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_playbook_writes_the_dataset_once_and_is_idempotent(
+    release: Path, prometheus: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "ds"
+    args = ["playbooks/export.yml", "-e", "name=live", "-e", f"export_prometheus_url={prometheus}",
+            "-e", f"export_output={out}", "-e", "export_step=1"]  # fmt: skip
+    first = run_playbook(*args)
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=1\s", first.stdout), first.stdout[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["experiment"] == "live" and manifest["window"]["source"] == "helm-release"
+    second = run_playbook(*args)
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\s", second.stdout), second.stdout[-2000:]
+    assert json.loads((out / "manifest.json").read_text()) == manifest  # never overwritten
+
+
+def test_export_playbook_fails_clearly_when_prometheus_is_unreachable(
+    release: Path, tmp_path: Path
+) -> None:
+    dead = _free_port()
+    out = tmp_path / "ds"
+    proc = run_playbook(
+        "playbooks/export.yml", "-e", "name=live", "-e",
+        f"export_prometheus_url=http://127.0.0.1:{dead}", "-e", f"export_output={out}",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert f"Prometheus at http://127.0.0.1:{dead} is unreachable" in proc.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["chart"], "nothing of the dataset is left"

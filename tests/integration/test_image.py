@@ -1,0 +1,144 @@
+"""The nuclab tools image: built with podman from the local Debian base (no registry, no network
+during the build), then the probe and the peer run in containers, each in its own network
+namespace joined by veth (``podman run --network ns:/run/netns/...``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import REPO
+
+IMAGE = "localhost/nuclab/tools:0.1.0"
+ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "tools" / "containers.conf")}
+SCRAPE = (
+    "import sys, urllib.request; "
+    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+)
+
+
+def _sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, env=ENV, check=False)
+    if check:
+        assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr.strip()[-2000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    base = _sh("podman", "image", "exists", "localhost/nuclab/debian-systemd:bookworm", check=False)
+    assert base.returncode == 0, (
+        "the Debian base image is missing: run make setup (tools/images/build-debian-image.sh)"
+    )
+    _sh("bash", str(REPO / "tools" / "images" / "build-nuclab-image.sh"))
+    return IMAGE
+
+
+@pytest.fixture
+def netns() -> Iterator[dict[str, str]]:
+    """Three namespaces on a bridge: c0 10.231.9.1, c1 .2, c2 .3 (removed after the test)."""
+    prefix = f"nli{os.getpid() % 100000}"
+    names = {f"c{i}": f"{prefix}c{i}" for i in range(3)}
+    sw = f"{prefix}sw"
+    containers: list[str] = []
+    try:
+        _sh("ip", "netns", "add", sw)
+        _sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+        _sh("ip", "-n", sw, "link", "set", "br0", "up")
+        for i, (short, ns) in enumerate(names.items()):
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            a, b = f"{prefix}{short}", f"{prefix}{short}p"
+            _sh("ip", "link", "add", a, "netns", ns, "type", "veth", "peer", "name", b, "netns", sw)
+            _sh("ip", "-n", ns, "addr", "add", f"10.231.9.{i + 1}/24", "dev", a)
+            _sh("ip", "-n", ns, "link", "set", a, "up")
+            _sh("ip", "-n", sw, "link", "set", b, "master", "br0", "up")
+        names["_containers"] = containers  # type: ignore[assignment]
+        yield names
+    finally:
+        for cid in containers:
+            _sh("podman", "rm", "-f", "-t", "0", cid, check=False)
+        for ns in [*names.values(), sw]:
+            if isinstance(ns, str):
+                _sh("ip", "netns", "del", ns, check=False)
+
+
+def _run(
+    netns: dict, short: str, *argv: str, env: dict[str, str] | None = None, light: bool = False
+) -> str:
+    """Start a container in namespace ``short``; ``light``: ``python3 -m nuclab.probe``, the
+    sidecar's and DaemonSet's entry point, instead of the ``nuclab`` CLI."""
+    flags = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
+    if light:
+        flags += ["--entrypoint", "python3"]
+        argv = ("-m", "nuclab.probe", *argv[1:])
+    cid = _sh(
+        "podman", "run", "-d", "--network", f"ns:/run/netns/{netns[short]}", *flags, IMAGE, *argv
+    ).stdout.strip()
+    netns["_containers"].append(cid)
+    return cid
+
+
+def _scrape(ns: str, url: str) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", SCRAPE, url],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert done.returncode == 0, done.stderr[-500:]
+    return done.stdout
+
+
+def test_image_runs_as_an_unprivileged_user_and_knows_its_commit(image: str) -> None:
+    out = _sh("podman", "run", "--rm", "--network=none", "--entrypoint", "sh", image, "-c",
+              "id -u; echo $NUCLAB_COMMIT; nuclab --version").stdout.split()  # fmt: skip
+    assert out[0] == "65534"
+    assert out[1] and out[-1] == "0.1.0"
+
+
+def test_probe_in_containers_measures_the_other_container(image: str, netns: dict) -> None:
+    _run(netns, "c0", "probe", "--name", "c0", "--answer-only", "--metrics-port", "0", light=True)
+    cid = _run(
+        netns, "c1", "probe", "--target", "c0=10.231.9.1", "--interval", "0.05", "--duration", "4",
+        env={"POD_NAME": "c1", "NUCLAB_EXPERIMENT": "img"},
+    )  # fmt: skip
+    assert _sh("podman", "wait", cid).stdout.strip() == "0"
+    logs = _sh("podman", "logs", cid).stdout
+    (row,) = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert row["source"] == "c1" and row["target"] == "c0"
+    assert row["answered"] >= 20 and row["lost"] == 0
+    assert 0 < row["rtt_avg_s"] < 0.05
+
+
+def test_peers_in_containers_gossip_every_message(image: str, netns: dict) -> None:
+    peers = ["--peer", "p0=10.231.9.1", "--peer", "p1=10.231.9.2", "--peer", "p2=10.231.9.3"]
+    chart_env = {"NUCLAB_EXPERIMENT": "img", "NUCLAB_CONNECT_TO": "1", "NUCLAB_MSG_SIZE": "256",
+                 "NUCLAB_MSG_RATE": "100"}  # fmt: skip
+    for i in range(3):
+        _run(netns, f"c{i}", "peer", *peers, "--count", "10", "--duration", "60",
+             env={**chart_env, "POD_NAME": f"p{i}"})  # fmt: skip
+    deadline = time.monotonic() + 40
+    while True:
+        received = []
+        for i in range(3):
+            text = _scrape(netns[f"c{i}"], f"http://10.231.9.{i + 1}:9401/metrics")
+            line = next(
+                x for x in text.splitlines() if x.startswith("nuclab_peer_messages_received_total")
+            )
+            received.append(float(line.split()[-1]))
+        if received == [20.0] * 3 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert received == [20.0] * 3
+    logs = _sh("podman", "logs", netns["_containers"][0]).stdout
+    assert sum(line.startswith("sending at ") for line in logs.splitlines()) == 10

@@ -1,0 +1,164 @@
+"""``nuclab report`` renders a self-contained page with every figure from a dataset folder."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nuclab.cli import main as nuclab
+from nuclab.export.dataset import DatasetWriter, families, series_table
+from nuclab.export.prom import Series
+from nuclab.probe.metrics import RTT_BUCKETS
+from nuclab.report.data import Dataset, histogram_quantile
+
+T0 = 1_760_000_000
+N = 300
+PEERS = [f"nuclab-exp-demo-{i}" for i in range(5)]
+
+
+def _series(labels: dict[str, str], values: list[float]) -> Series:
+    return Series(dict(labels), [(T0 + i) * 1000 for i in range(N)], [float(v) for v in values])
+
+
+def _histogram(name: str, labels: dict[str, str], seconds: float, spread: float, seed: int):
+    """Buckets of ``N`` seconds of one observation a second, normally distributed around
+    ``seconds``; returns (metric -> [Series])."""
+    rng = np.random.default_rng(seed)
+    obs = np.abs(rng.normal(seconds, spread, N))
+    out: dict[str, list[Series]] = {f"{name}_bucket": [], f"{name}_sum": [], f"{name}_count": []}
+    for le in [*RTT_BUCKETS, math.inf]:
+        cum = np.cumsum(obs <= le)
+        out[f"{name}_bucket"].append(
+            _series({**labels, "le": "+Inf" if le == math.inf else str(le)}, list(cum))
+        )
+    out[f"{name}_sum"].append(_series(labels, list(np.cumsum(obs))))
+    out[f"{name}_count"].append(_series(labels, list(range(1, N + 1))))
+    return out
+
+
+def make_dataset(path: Path) -> Path:
+    metrics: dict[str, list[Series]] = {}
+
+    def add(name: str, s: Series) -> None:
+        metrics.setdefault(name, []).append(s)
+
+    for i, pod in enumerate(PEERS):
+        pod_labels = {"namespace": "nuclab", "pod": pod}
+        add(
+            "container_cpu_usage_seconds_total",
+            _series(pod_labels, [0.05 * (i + 1) * t for t in range(N)]),
+        )
+        add(
+            "container_memory_working_set_bytes",
+            _series(pod_labels, [(10 + i) * 2**20 + t * 1000 for t in range(N)]),
+        )
+        add(
+            "container_network_transmit_bytes_total",
+            _series(pod_labels, [t * 2e5 * (i + 1) for t in range(N)]),
+        )
+        add(
+            "container_network_receive_bytes_total",
+            _series(pod_labels, [t * 1e5 * (i + 1) for t in range(N)]),
+        )
+        peer = {"experiment": "demo", "peer": pod}
+        add("nuclab_peer_messages_sent_total", _series(peer, [t // 2 for t in range(N)]))
+        add("nuclab_peer_messages_received_total", _series(peer, [2 * t for t in range(N)]))
+        for name, group in _histogram(
+            "nuclab_peer_delivery_latency_seconds", peer, 0.02, 0.005, i
+        ).items():
+            metrics.setdefault(name, []).extend(group)
+        for j, target in enumerate(PEERS):
+            if target == pod:
+                continue
+            labels = {"experiment": "demo", "source": pod, "target": target}
+            hist = _histogram(
+                "nuclab_peer_rtt_seconds", labels, 0.001 * (1 + i + j), 0.0002, 10 * i + j
+            )
+            for name, group in hist.items():
+                metrics.setdefault(name, []).extend(group)
+    writer = DatasetWriter(path)
+    files = {}
+    for family, members in families(metrics).items():
+        table = series_table((m, metrics[m]) for m in members)
+        rel = f"metrics/{family}.parquet"
+        writer.write_table(rel, table, csv=False)
+        files[family] = {"file": rel, "metrics": members, "rows": table.num_rows}
+    writer.commit(
+        {
+            "experiment": "demo",
+            "window": {"start": "2025-10-09T08:53:20Z", "end": "2025-10-09T08:58:19Z"},
+            "spec": {"peers": 5, "msg_size": 1440},
+            "metrics": files,
+            "nodes": [{"name": "nuc-1", "labels": {"nuclab.io/role": "worker"},
+                       "capacity": {"cpu": "4"}, "kubelet_version": "v1.35.4+k3s1"}],
+        }
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("report") / "demo")
+
+
+def test_report_is_one_self_contained_page_with_every_figure(demo: Path, tmp_path: Path) -> None:
+    ds = demo
+    assert nuclab(["report", str(ds)]) == 0
+    page = (ds / "report.html").read_text()
+    assert "<title>nuclab report: demo</title>" in page
+    titles = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert [t for t, _ in titles] == [
+        "CPU per peer", "Memory per peer", "Network up per peer", "Network down per peer",
+        "Messages published per peer", "Messages received per peer", "RTT heatmap",
+        "RTT percentiles", "Delivery latency",
+    ]  # fmt: skip
+    for title, data in titles:
+        png = base64.b64decode(data)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, title
+        (tmp_path / f"{title.replace(' ', '_')}.png").write_bytes(png)  # to look at
+    assert not re.search(r'(src|href)="(?!data:)', page), "the page must not load anything"
+    assert "No data for this" not in page
+    assert "nuc-1" in page and "nuclab.io/role=worker" in page
+
+
+def test_report_says_which_figures_have_no_data(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    writer = DatasetWriter(path)
+    writer.commit({"experiment": "empty", "window": {}, "metrics": {}})
+    assert nuclab(["report", str(path), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("No data for this in the dataset") == 9
+    assert "data:image/png" not in page
+
+
+def test_report_of_a_folder_that_is_not_a_dataset_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nuclab(["report", str(tmp_path)]) == 3
+    assert "no manifest.json (not a nuclab dataset)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_reads_back_what_the_export_writer_wrote(demo: Path) -> None:
+    ds = Dataset(demo)
+    mem = ds.metric("container_memory_working_set_bytes", "container_memory_working_set_bytes")
+    assert len(mem) == 5
+    first = next(s for s in mem if s.peer == PEERS[0])
+    assert first.t[0] == T0 and first.v[1] - first.v[0] == 1000
+    assert json.loads((demo / "manifest.json").read_text())["spec"]["peers"] == 5
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [(0.5, 2.0), (0.25, 1.0), (0.75, 2.5), (1.0, 3.0)],
+)
+def test_histogram_quantile_interpolates_like_promql(q: float, expected: float) -> None:
+    bounds = np.array([1.0, 2.0, 3.0, math.inf])
+    counts = np.array([1.0, 2.0, 4.0, 4.0])  # cumulative
+    assert histogram_quantile(q, bounds, counts) == pytest.approx(expected)
