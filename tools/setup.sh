@@ -70,11 +70,20 @@ go_tools() {
     || die "tools/k8s/go.mod does not require go.etcd.io/etcd/server/v3 $etcd (versions.yml says so)"
   mkdir -p "$tools/bin"
 
-  local kdir="$tools/kubernetes-$kube" edir="$tools/etcd-$etcd"
+  # The build revision is part of the cache key: bump it when the way the tools are built changes.
+  local rev=2
+  local kdir="$tools/kubernetes-$kube-r$rev" edir="$tools/etcd-$etcd"
+  # The version the binaries report (helm checks charts' kubeVersion against it); a build from
+  # the module cache has no git tree to take it from.
+  local minor=${kube#v1.}; minor=${minor%%.*}
+  local vpkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $vpkg.gitVersion=$kube -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
+  ldflags+=" -X $vpkg.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$kube"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
   if [ ! -x "$kdir/kubectl" ] || [ ! -x "$edir/etcd" ]; then
     log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $kube and etcd $etcd (10-20 min on 2 cores, once)"
     mkdir -p "$kdir.tmp" "$edir"
-    (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$kdir.tmp/" \
+    (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$kdir.tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
     (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$edir/etcd" ./cmd/etcd)
