@@ -1,0 +1,495 @@
+"""``nuclab create | list | scale | delete``: experiments from the command line.
+
+The mutating commands run ``experiment.yml`` through ansible-runner (the same playbook a user
+runs by hand), printing each task as progress; ``list`` reads the cluster directly.
+
+Exit codes: 0 done; 1 the lab could not do it (peers pending at the timeout, API unreachable,
+a failed task); 2 bad input (nothing was changed); 3 the experiment does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import ssl
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nuclab import experiments, spec
+from nuclab.errors import NotFoundError, NuclabError, ValidationError
+
+DEFAULT_NAMESPACE = "nuclab"
+
+
+class LabError(NuclabError):
+    """The lab could not do what was asked (a failed task, pending peers, no API)."""
+
+    exit_code = 1
+
+
+@dataclass
+class RunnerRequest:
+    """What ansible-runner is asked to run."""
+
+    project_dir: str
+    playbook: str
+    inventory: str
+    extravars: dict[str, Any]
+    envvars: dict[str, str] = field(default_factory=dict)
+
+
+# --- where things are ---------------------------------------------------------------------
+
+
+def repo_dir() -> Path:
+    """The nuclab checkout holding ``experiment.yml`` (``$NUCLAB_REPO`` wins)."""
+    candidates = []
+    if os.environ.get("NUCLAB_REPO"):
+        candidates.append(Path(os.environ["NUCLAB_REPO"]))
+    candidates += [Path(__file__).resolve().parents[3], Path.cwd()]
+    for candidate in candidates:
+        if (candidate / "experiment.yml").is_file() and (candidate / "ansible.cfg").is_file():
+            return candidate
+    raise NuclabError(
+        "cannot find nuclab's playbooks (experiment.yml): run from the repository "
+        "or set NUCLAB_REPO"
+    )
+
+
+def inventory_dir(given: str | None) -> Path:
+    """``--inventory``, else ``$NUCLAB_INVENTORY``, else the repository's ``inventory/sim``."""
+    raw = given or os.environ.get("NUCLAB_INVENTORY")
+    path = Path(raw).expanduser() if raw else repo_dir() / "inventory" / "sim"
+    if not path.exists():
+        raise ValidationError("inventory", str(path), "an existing inventory file or directory")
+    return path.resolve()
+
+
+def kubeconfig_path(given: str | None, inventory: str | None) -> str | None:
+    """``--kubeconfig``, else the inventory's ``artifacts/kubeconfig``, else the default."""
+    if given:
+        if not Path(given).expanduser().is_file():
+            raise ValidationError("kubeconfig", given, "an existing kubeconfig file")
+        return str(Path(given).expanduser())
+    try:
+        inv = inventory_dir(inventory)
+    except NuclabError:
+        inv = None
+    if inv is not None:
+        candidate = (inv if inv.is_dir() else inv.parent) / "artifacts" / "kubeconfig"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def _key_values(field_name: str, pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(field_name, pair, "KEY=VALUE")
+        result[key] = value
+    return result
+
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields a user gave: a spec file's ``experiment:`` mapping, then the flags."""
+    raw: dict[str, Any] = {}
+    if args.file:
+        raw.update(load_spec_file(args.file))
+    flags = {
+        "name": args.name,
+        "peers": args.peers,
+        "msg_size": args.msg_size,
+        "msg_rate": args.msg_rate,
+        "connect_to": args.connect_to,
+        "cpu": args.cpu,
+        "ram": args.ram,
+        "uplink_bw": args.uplink_bw,
+        "downlink_bw": args.downlink_bw,
+        "latency": args.latency,
+        "jitter": args.jitter,
+        "loss": args.loss,
+        "role": args.role,
+        "zones": args.zone,
+        "node_labels": _key_values("node_labels", args.label),
+        "params": _key_values("params", args.param),
+        "image": args.image,
+    }
+    raw.update({key: value for key, value in flags.items() if value is not None})
+    return raw
+
+
+def load_spec_file(path: str) -> dict[str, Any]:
+    """A spec file (``experiments/purple.yml``): a mapping with one key, ``experiment``."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError("file", path, f"a readable spec file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ValidationError("file", path, f"valid YAML ({exc})") from exc
+    if not isinstance(data, dict) or set(data) != {"experiment"}:
+        raise ValidationError("file", path, "a mapping with one key, 'experiment'")
+    if not isinstance(data["experiment"], dict):
+        raise ValidationError("experiment", data["experiment"], "a mapping of spec fields")
+    return data["experiment"]
+
+
+def _runner_request(
+    args: argparse.Namespace, extravars: dict[str, Any], repo: Path | None = None
+) -> RunnerRequest:
+    repo = repo or repo_dir()
+    if getattr(args, "namespace", None):
+        extravars["experiment_namespace"] = args.namespace
+    bindir = str(Path(sys.executable).parent)
+    return RunnerRequest(
+        project_dir=str(repo),
+        playbook="experiment.yml",
+        inventory=str(inventory_dir(args.inventory)),
+        extravars=extravars,
+        envvars={
+            "ANSIBLE_CONFIG": str(repo / "ansible.cfg"),
+            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+    )
+
+
+def create_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerRequest:
+    raw = spec_from_args(args)
+    checked = spec.parse(raw, create=True).as_dict()  # bad input stops here, before any play
+    # Only the fields given: the inventory's experiment_defaults fill the others.
+    raw = {key: checked[key] for key in raw}
+    extravars: dict[str, Any] = {"experiment_state": "present", "experiment_spec": raw}
+    if args.timeout is not None:
+        extravars["experiment_wait_timeout"] = args.timeout
+    return _runner_request(args, extravars, repo)
+
+
+def scale_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerRequest:
+    checked = spec.parse({"name": args.name, "peers": args.peers}, create=False)
+    raw = {"name": checked.name, "peers": checked.peers}
+    extravars: dict[str, Any] = {
+        "experiment_state": "present",
+        "experiment_spec": raw,
+        "experiment_must_exist": True,
+    }
+    if args.timeout is not None:
+        extravars["experiment_wait_timeout"] = args.timeout
+    return _runner_request(args, extravars, repo)
+
+
+def delete_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerRequest:
+    spec.check_name(args.name)
+    extravars: dict[str, Any] = {
+        "experiment_state": "absent",
+        "experiment_spec": {"name": args.name},
+        "experiment_must_exist": True,
+    }
+    if args.timeout is not None:
+        extravars["experiment_wait_timeout"] = args.timeout
+    return _runner_request(args, extravars, repo)
+
+
+# --- running --------------------------------------------------------------------------------
+
+_FILTER_MESSAGE = re.compile(r"(nuclab_experiment_\w+: .*)$", re.DOTALL)
+
+
+def failure_message(event_data: Mapping[str, Any]) -> str:
+    """The one line worth showing from a failed task's result."""
+    res = event_data.get("res") or {}
+    message = str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "")
+    match = _FILTER_MESSAGE.search(message)
+    if match:
+        message = match.group(1)
+    if not message and res.get("results"):
+        message = "; ".join(str(r.get("msg", "")) for r in res["results"] if r.get("failed"))
+    message = " ".join(message.split())
+    task = event_data.get("task", "")
+    return message or f"task '{task}' failed"
+
+
+class Progress:
+    """An ansible-runner event handler: prints each task, keeps the failure message."""
+
+    def __init__(self, quiet: bool = False, stream: Any = None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.failure: str | None = None
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_task_start" and not self.quiet:
+            task = str(data.get("task", ""))
+            if task and not task.startswith("Validating arguments"):
+                print(f"[INFO] {task}", file=self.stream, flush=True)
+        elif kind == "runner_on_unreachable" or (
+            kind == "runner_on_failed" and not data.get("ignore_errors")
+        ):
+            self.failure = failure_message(data)
+        return True
+
+
+def run_playbook(request: RunnerRequest, quiet: bool = False) -> None:
+    """Run the playbook; raise ``LabError`` with the failed task's message if it fails."""
+    # Imported here: every nuclab command loads this module, only these need the runner.
+    import ansible_runner
+
+    progress = Progress(quiet=quiet)
+    with tempfile.TemporaryDirectory(prefix="nuclab-runner-") as private:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=request.project_dir,
+            playbook=request.playbook,
+            inventory=request.inventory,
+            extravars=request.extravars,
+            envvars=request.envvars,
+            event_handler=progress,
+            quiet=True,
+        )
+        if result.rc != 0 or result.status != "successful":
+            raise LabError(progress.failure or f"experiment.yml ended with {result.status}")
+
+
+# --- the cluster, read directly -------------------------------------------------------------
+
+
+def _api_client(kubeconfig: str | None) -> Any:
+    from kubernetes import client, config
+
+    try:
+        if kubeconfig:
+            return config.new_client_from_config(config_file=kubeconfig)
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()
+            return client.ApiClient()
+        return config.new_client_from_config()
+    except (config.ConfigException, OSError) as exc:
+        raise LabError(f"no usable kubeconfig ({exc}); pass --kubeconfig") from exc
+
+
+def _kubeconfig_get(kubeconfig: str, path: str) -> dict[str, Any] | None:
+    """GET ``path`` with a kubeconfig's certificates or token, without the kubernetes package
+    (importing it takes seconds; ``list`` is meant to be quick). None when the kubeconfig needs
+    what only the package does (exec plugins, auth providers)."""
+    try:
+        config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise LabError(f"kubeconfig {kubeconfig} is not readable YAML: {detail}") from exc
+    if not isinstance(config, dict):
+        raise LabError(f"kubeconfig {kubeconfig} is not a kubeconfig")
+
+    def named(kind: str, name: str) -> dict[str, Any]:
+        entries = [e for e in config.get(f"{kind}s") or [] if e.get("name") == name]
+        if not entries:
+            raise LabError(f"kubeconfig {kubeconfig}: no {kind} {name!r}")
+        return entries[0].get(kind) or {}
+
+    context = named("context", config.get("current-context", ""))
+    cluster = named("cluster", context.get("cluster", ""))
+    user = named("user", context.get("user", ""))
+    if user.get("exec") or user.get("auth-provider") or user.get("tokenFile"):
+        return None
+    tls = ssl.create_default_context(
+        cafile=cluster.get("certificate-authority"),
+        cadata=(
+            base64.b64decode(cluster["certificate-authority-data"]).decode()
+            if cluster.get("certificate-authority-data")
+            else None
+        ),
+    )
+    if cluster.get("insecure-skip-tls-verify"):
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    headers = {"Accept": "application/json"}
+    if user.get("token"):
+        headers["Authorization"] = f"Bearer {user['token']}"
+    with tempfile.TemporaryDirectory(prefix="nuclab-kube-") as private:
+        cert, key = user.get("client-certificate"), user.get("client-key")
+        for field_name, suffix in (("client-certificate-data", "crt"), ("client-key-data", "key")):
+            if user.get(field_name):
+                target = Path(private) / f"client.{suffix}"
+                target.write_bytes(base64.b64decode(user[field_name]))
+                target.chmod(0o600)
+                cert, key = (str(target), key) if suffix == "crt" else (cert, str(target))
+        if cert:
+            tls.load_cert_chain(cert, key)
+        request = urllib.request.Request(cluster["server"].rstrip("/") + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, context=tls, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return {"items": []}
+            raise LabError(f"the lab's API refused the list: {exc.code} {exc.reason}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise LabError(f"cannot reach the lab's API at {cluster['server']}: {exc}") from exc
+
+
+def read_statefulsets(kubeconfig: str | None, namespace: str) -> list[dict[str, Any]]:
+    """The experiments' StatefulSets as plain dicts (raw JSON: no slow model objects)."""
+    if kubeconfig:
+        selector = urllib.parse.quote(experiments.EXPERIMENT_LABEL)
+        path = f"/apis/apps/v1/namespaces/{namespace}/statefulsets?labelSelector={selector}"
+        found = _kubeconfig_get(kubeconfig, path)
+        if found is not None:
+            return found.get("items") or []
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    api = client.AppsV1Api(_api_client(kubeconfig))
+    try:
+        response = api.list_namespaced_stateful_set(
+            namespace, label_selector=experiments.EXPERIMENT_LABEL, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise LabError(f"the lab's API refused the list: {exc.status} {exc.reason}") from exc
+    except HTTPError as exc:
+        raise LabError(f"cannot reach the lab's API: {exc}") from exc
+    return json.loads(response.data)["items"]
+
+
+def experiment_exists(kubeconfig: str | None, namespace: str, name: str) -> bool:
+    return any(
+        (item.get("metadata", {}).get("labels") or {}).get(experiments.EXPERIMENT_LABEL) == name
+        for item in read_statefulsets(kubeconfig, namespace)
+    )
+
+
+def _require(args: argparse.Namespace) -> None:
+    spec.check_name(args.name)
+    namespace = args.namespace or DEFAULT_NAMESPACE
+    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+    if not experiment_exists(kubeconfig, namespace, args.name):
+        raise NotFoundError(f"experiment '{args.name}' does not exist in namespace {namespace}")
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    request = create_request(args)
+    run_playbook(request, quiet=args.quiet)
+    name = request.extravars["experiment_spec"]["name"]
+    print(f"[INFO] experiment '{name}' is running ({spec.fullname(name)})")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    request = scale_request(args)
+    _require(args)
+    run_playbook(request, quiet=args.quiet)
+    print(f"[INFO] experiment '{args.name}' scaled to {args.peers} peer(s)")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    request = delete_request(args)
+    _require(args)
+    run_playbook(request, quiet=args.quiet)
+    print(f"[INFO] experiment '{args.name}' deleted")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+    items = read_statefulsets(kubeconfig, args.namespace or DEFAULT_NAMESPACE)
+    sys.stdout.write(experiments.format_rows(experiments.experiment_rows(items), args.output))
+    return 0
+
+
+# --- argument parsing -----------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, *, mutating: bool = True) -> None:
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        help="the lab's inventory (default: $NUCLAB_INVENTORY or the repository's inventory/sim)",
+    )
+    parser.add_argument(
+        "-n", "--namespace", help=f"namespace of the experiments (default {DEFAULT_NAMESPACE})"
+    )
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig (default: <inventory>/artifacts/kubeconfig)"
+    )
+    if mutating:
+        parser.add_argument(
+            "--timeout", type=int, help="seconds to wait for the peers (default: the inventory's)"
+        )
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    create = subparsers.add_parser(
+        "create",
+        help="create (or update) an experiment and wait for its peers",
+        description="Create an experiment, or update one that exists, and wait for its peers.",
+    )
+    create.add_argument("--name", help="experiment name (DNS-1123 label, at most 41 characters)")
+    create.add_argument("-f", "--file", help="a spec file (experiments/<name>.yml); flags win")
+    # Numbers stay strings here: nuclab.spec checks them and names field, value and range.
+    numbers = (
+        ("--peers", "peers", "number of peers"),
+        ("--msg-size", "msg_size", "message size in bytes"),
+        ("--msg-rate", "msg_rate", "milliseconds between two messages"),
+        ("--connect-to", "connect_to", "peers each peer connects to (more = all)"),
+        ("--cpu", "cpu", "CPU limit per peer in cores (0.05 = 5%%)"),
+        ("--ram", "ram", "memory limit per peer in MiB"),
+        ("--downlink-bw", "downlink_bw", "downlink bandwidth per peer in Mbit/s"),
+        ("--uplink-bw", "uplink_bw", "uplink bandwidth per peer in Mbit/s"),
+        ("--latency", "latency", "added latency in ms (tc netem)"),
+        ("--jitter", "jitter", "jitter of the added latency in ms"),
+        ("--loss", "loss", "packet loss in percent"),
+    )
+    for flag, dest, text in numbers:
+        create.add_argument(flag, dest=dest, metavar=dest.upper(), help=text)
+    create.add_argument("--role", choices=spec.ROLES, help="lab role of the peers' nodes")
+    create.add_argument("--zone", action="append", help="restrict peers to a zone (repeatable)")
+    create.add_argument(
+        "--label", action="append", metavar="KEY=VALUE", help="node label nuclab.io/KEY=VALUE"
+    )
+    create.add_argument(
+        "--param", action="append", metavar="KEY=VALUE", help="extra parameter (env)"
+    )
+    create.add_argument("--image", help="peer image")
+    _common(create)
+    create.set_defaults(func=cmd_create)
+
+    listing = subparsers.add_parser("list", help="list the experiments")
+    listing.add_argument("-o", "--output", choices=experiments.OUTPUTS, default="table")
+    _common(listing, mutating=False)
+    listing.set_defaults(func=cmd_list)
+
+    scale = subparsers.add_parser("scale", help="scale an experiment (0 pauses it)")
+    scale.add_argument("name", help="experiment name")
+    scale.add_argument("peers", help="number of peers (0 pauses the experiment)")
+    _common(scale)
+    scale.set_defaults(func=cmd_scale)
+
+    delete = subparsers.add_parser("delete", help="delete an experiment and wait until it is gone")
+    delete.add_argument("name", help="experiment name")
+    _common(delete)
+    delete.set_defaults(func=cmd_delete)

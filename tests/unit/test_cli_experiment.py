@@ -1,0 +1,230 @@
+"""nuclab create/scale/delete/list: what the runner is asked to run, and bad input."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nuclab import cli
+from nuclab.commands import experiment as cmd
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return cli.build_parser().parse_args(list(argv))
+
+
+def test_create_asks_the_runner_for_experiment_yml_with_the_given_fields_only() -> None:
+    args = parse(
+        "create", "--name", "purple", "--peers", "5", "--msg-size", "1440", "--msg-rate", "2000",
+        "--cpu", "0.05", "--ram", "16", "--downlink-bw", "16", "--uplink-bw", "16",
+        "--connect-to", "5", "--timeout", "60",
+    )  # fmt: skip
+    request = cmd.create_request(args, repo=REPO)
+    assert request.project_dir == str(REPO)
+    assert request.playbook == "experiment.yml"
+    assert request.inventory == str(REPO / "inventory/sim")
+    assert request.envvars["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+    assert request.envvars["PATH"].startswith(str(Path(sys.executable).parent))
+    assert request.extravars == {
+        "experiment_state": "present",
+        "experiment_spec": {
+            "name": "purple",
+            "peers": 5,
+            "msg_size": 1440,
+            "msg_rate": 2000,
+            "cpu": 0.05,
+            "ram": 16,
+            "downlink_bw": 16,
+            "uplink_bw": 16,
+            "connect_to": 5,
+        },
+        "experiment_wait_timeout": 60,
+    }
+
+
+def test_create_from_a_spec_file_lets_flags_win(tmp_path: Path) -> None:
+    args = parse("create", "-f", str(REPO / "experiments/purple.yml"), "--peers", "8")
+    spec = cmd.create_request(args, repo=REPO).extravars["experiment_spec"]
+    assert spec["name"] == "purple"
+    assert spec["peers"] == 8
+    assert spec["cpu"] == 0.05
+
+
+def test_create_with_labels_zones_and_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUCLAB_INVENTORY", str(REPO / "inventory/sim"))
+    args = parse(
+        "create", "--name", "g", "--zone", "zone-a", "--zone", "zone-b",
+        "--label", "gpu=nvidia", "--param", "topic=t1", "-n", "lab2",
+    )  # fmt: skip
+    request = cmd.create_request(args, repo=REPO)
+    assert request.extravars["experiment_spec"] == {
+        "name": "g",
+        "zones": ["zone-a", "zone-b"],
+        "node_labels": {"gpu": "nvidia"},
+        "params": {"topic": "t1"},
+    }
+    assert request.extravars["experiment_namespace"] == "lab2"
+
+
+def test_scale_and_delete_require_the_experiment_to_exist() -> None:
+    scale = cmd.scale_request(parse("scale", "purple", "0"), repo=REPO)
+    assert scale.extravars == {
+        "experiment_state": "present",
+        "experiment_spec": {"name": "purple", "peers": 0},
+        "experiment_must_exist": True,
+    }
+    delete = cmd.delete_request(parse("delete", "purple", "--timeout", "30"), repo=REPO)
+    assert delete.extravars == {
+        "experiment_state": "absent",
+        "experiment_spec": {"name": "purple"},
+        "experiment_must_exist": True,
+        "experiment_wait_timeout": 30,
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["create", "--name", "Purple"], "name"),
+        (["create", "--name", "a" * 42], "name"),
+        (["create", "--name", ""], "name"),
+        (["create", "--peers", "5"], "name"),
+        (["create", "--name", "p", "--peers", "0"], "peers"),
+        (["create", "--name", "p", "--peers", "five"], "peers"),
+        (["create", "--name", "p", "--cpu", "0"], "cpu"),
+        (["create", "--name", "p", "--ram", "2"], "ram"),
+        (["create", "--name", "p", "--uplink-bw", "0"], "uplink_bw"),
+        (["create", "--name", "p", "--downlink-bw", "-1"], "downlink_bw"),
+        (["create", "--name", "p", "--connect-to", "-1"], "connect_to"),
+        (["create", "--name", "p", "--label", "gpu"], "node_labels"),
+        (["scale", "purple", "-1"], "peers"),
+        (["scale", "Purple", "3"], "name"),
+        (["delete", "PURPLE"], "name"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_before_anything_runs(
+    argv: list[str], field: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # An inventory that does not exist: had anything got as far as the runner, the error
+    # would name the inventory, not the field.
+    monkeypatch.setenv("NUCLAB_INVENTORY", "/nonexistent/inventory")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"nuclab: error: {field}: ")
+    assert "Traceback" not in err
+
+
+def test_bad_spec_files_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    flat = tmp_path / "flat.yml"
+    flat.write_text("name: purple\npeers: 5\n")
+    assert cli.main(["create", "-f", str(flat)]) == 2
+    assert "one key, 'experiment'" in capsys.readouterr().err
+    typo = tmp_path / "typo.yml"
+    typo.write_text("experiment:\n  name: purple\n  pers: 5\n")
+    assert cli.main(["create", "-f", str(typo)]) == 2
+    assert capsys.readouterr().err.startswith("nuclab: error: pers: 5 is not allowed; unknown")
+    assert cli.main(["create", "-f", str(tmp_path / "missing.yml")]) == 2
+    assert "readable spec file" in capsys.readouterr().err
+
+
+def test_missing_inventory_is_a_user_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("NUCLAB_INVENTORY", "/nonexistent/inventory")
+    assert cli.main(["create", "--name", "purple"]) == 2
+    assert "inventory: '/nonexistent/inventory'" in capsys.readouterr().err
+
+
+def test_list_rejects_unknown_output_formats(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["list", "-o", "xml"])
+    assert info.value.code == 2
+
+
+def test_failure_message_keeps_the_filters_sentence() -> None:
+    data = {
+        "task": "Check the spec",
+        "res": {
+            "msg": "Task failed: Finalization of task args for 'ansible.builtin.set_fact' failed:\n"
+            "The filter plugin 'nuclab_experiment_spec' failed: nuclab_experiment_spec: "
+            "cpu: 0 is not allowed;\n a number > 0"
+        },
+    }
+    assert cmd.failure_message(data) == (
+        "nuclab_experiment_spec: cpu: 0 is not allowed; a number > 0"
+    )
+    assert cmd.failure_message({"task": "T", "res": {}}) == "task 'T' failed"
+
+
+def test_progress_prints_tasks_and_keeps_the_failure() -> None:
+    out = io.StringIO()
+    progress = cmd.Progress(stream=out)
+    progress({"event": "playbook_on_task_start", "event_data": {"task": "Install the release"}})
+    progress({"event": "playbook_on_task_start", "event_data": {"task": "Validating arguments"}})
+    progress(
+        {"event": "runner_on_failed", "event_data": {"res": {"msg": "x"}, "ignore_errors": True}}
+    )
+    assert progress.failure is None
+    progress(
+        {"event": "runner_on_failed", "event_data": {"res": {"msg": "experiment 'p': 2 of 5"}}}
+    )
+    assert out.getvalue() == "[INFO] Install the release\n"
+    assert progress.failure == "experiment 'p': 2 of 5"
+
+
+def test_kubeconfig_comes_from_the_inventory_artifacts(tmp_path: Path) -> None:
+    inventory = tmp_path / "inv"
+    (inventory / "artifacts").mkdir(parents=True)
+    assert cmd.kubeconfig_path(None, str(inventory)) is None
+    (inventory / "artifacts/kubeconfig").write_text("{}")
+    assert cmd.kubeconfig_path(None, str(inventory)) == str(inventory / "artifacts/kubeconfig")
+    with pytest.raises(cmd.ValidationError):
+        cmd.kubeconfig_path(str(tmp_path / "nope"), None)
+
+
+def test_list_formats() -> None:
+    rows = [
+        {
+            "experiment": "blue",
+            "fullname": "nuclab-exp-blue",
+            "namespace": "nuclab",
+            "scale": 4,
+            "running": 4,
+            "started_at": "2025-09-20T11:19:09Z",
+            "age_seconds": 2304,
+        }
+    ]
+    table = cmd.experiments.format_rows(rows, "table").splitlines()
+    assert table[1].split() == [
+        "blue",
+        "nuclab-exp-blue",
+        "4",
+        "4",
+        "2025-09-20T11:19:09Z",
+        "38m24s",
+    ]
+    assert json.loads(cmd.experiments.format_rows(rows, "json")) == rows
+    assert cmd.experiments.format_rows([], "table").strip().startswith("EXPERIMENT")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (24, "24s"), (2304, "38m24s"), (7380, "2h3m0s"), (3 * 86400 + 4 * 3600, "3d4h")],
+)
+def test_age_is_shown_as_the_reference_lab_did(seconds: int, shown: str) -> None:
+    assert cmd.experiments.format_age(seconds) == shown
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
+    merged = cmd.experiments.deep_merge(
+        {"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2], "e": 3}}, {"d": {"x": 1}}
+    )
+    assert merged == {"a": {"b": 1, "c": [2], "e": 3}, "d": {"x": 1}}

@@ -1,0 +1,86 @@
+"""The chart's values.schema.json (the second gate) agrees with nuclab.spec (the first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nuclab import spec
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "charts/experiment/values.schema.json").read_text())
+
+# spec field -> (section, chart key) in the values
+CHART_KEYS = {
+    "msg_size": ("experiment", "msgSize"),
+    "msg_rate": ("experiment", "msgInterval"),
+    "connect_to": ("experiment", "connectTo"),
+    "cpu": ("resources", "cpu"),
+    "ram": ("resources", "memory"),
+    "uplink_bw": ("network", "uplink"),
+    "downlink_bw": ("network", "downlink"),
+    "latency": ("network", "latency"),
+    "jitter": ("network", "jitter"),
+    "loss": ("network", "loss"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(CHART_KEYS))
+def test_schema_ranges_match_the_spec(field: str) -> None:
+    number = spec.NUMBERS[field]
+    section, key = CHART_KEYS[field]
+    rule = SCHEMA["properties"][section]["properties"][key]
+    low = "exclusiveMinimum" if number.exclusive_minimum else "minimum"
+    assert rule[low] == number.minimum
+    assert rule["maximum"] == number.maximum
+    types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+    assert ("integer" if number.integer else "number") in types
+    assert ("null" in types) == number.optional
+    if not number.integer:
+        assert rule["multipleOf"] == number.step
+
+
+def test_schema_name_and_peers_match_the_spec() -> None:
+    experiment = SCHEMA["properties"]["experiment"]["properties"]
+    assert experiment["name"]["maxLength"] == spec.NAME_MAX
+    # empty is allowed: the chart then takes the name from the release (nuclab-exp-<name>)
+    assert experiment["name"]["pattern"] == f"^({spec.NAME_RE.pattern[1:-1]})?$"
+    assert experiment["peers"]["minimum"] == 0  # 0 pauses; creating with 0 is the spec's call
+    assert experiment["peers"]["maximum"] == spec.PEERS_MAX
+    assert SCHEMA["properties"]["placement"]["properties"]["role"]["enum"] == list(spec.ROLES)
+
+
+def test_schema_closes_every_object() -> None:
+    def walk(node: dict, path: str) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, path
+            for key, child in node["properties"].items():
+                walk(child, f"{path}.{key}")
+
+    walk(SCHEMA, "values")
+
+
+def test_playbook_flat_fields_are_the_spec_fields() -> None:
+    play = yaml.safe_load((REPO / "playbooks/experiment.yml").read_text())[0]
+    assert tuple(play["vars"]["_experiment_fields"]) == spec.FIELDS
+
+
+def test_sim_inventory_defaults_are_a_valid_spec() -> None:
+    group_vars = yaml.safe_load((REPO / "inventory/sim/group_vars/all/experiment.yml").read_text())
+    parsed = spec.parse({"name": "purple"}, defaults=group_vars["experiment_defaults"])
+    assert parsed.peers == 5
+
+
+def test_example_spec_file_is_the_reference_experiment() -> None:
+    data = yaml.safe_load((REPO / "experiments/purple.yml").read_text())
+    parsed = spec.parse(data["experiment"])
+    assert (parsed.name, parsed.peers, parsed.msg_size, parsed.msg_rate) == (
+        "purple",
+        5,
+        1440,
+        2000,
+    )
+    assert (parsed.cpu, parsed.ram, parsed.uplink_bw, parsed.downlink_bw) == (0.05, 16, 16, 16)
