@@ -1,0 +1,196 @@
+"""What the k3s roles leave on a converged node, on podman systemd hosts.
+
+The hosts run a TEST DOUBLE of the k3s binary (see k3s-test-double.py.j2): these tests prove
+what the roles do around K3s (files, modes, units, sysctls, restarts, kubeconfig artifact),
+never that a Kubernetes cluster runs. Kernel modules cannot be shown here: this machine's
+kernel has no loadable modules (no /proc/modules), so only the boot-time list is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import yaml
+
+REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+INVENTORY_DIR = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+VERSION = yaml.safe_load((REPO / "versions.yml").read_text())["lab_k3s_version"]
+SYSCTLS = {
+    "net.ipv4.ip_forward": 1,
+    "net.ipv6.conf.all.forwarding": 1,
+    "net.bridge.bridge-nf-call-iptables": 1,
+    "net.bridge.bridge-nf-call-ip6tables": 1,
+}
+
+
+def _groups(host) -> list[str]:
+    return host.lab["group_names"]
+
+
+def _servers(host) -> list[str]:
+    return sorted(host.lab["groups"]["server"])
+
+
+def _unit(host) -> str:
+    return "k3s" if "server" in _groups(host) else "k3s-agent"
+
+
+def _config(host) -> dict:
+    return yaml.safe_load(host.file("/etc/rancher/k3s/config.yaml").content_string)
+
+
+def _token(host) -> str:
+    given = host.lab.get("lab_k3s_token", "")
+    return given or (INVENTORY_DIR / ".state" / "k3s-token").read_text()
+
+
+def test_token_is_given_or_generated_once_and_kept_0600_on_the_controller(host) -> None:
+    path = INVENTORY_DIR / ".state" / "k3s-token"
+    if host.lab.get("lab_k3s_token"):
+        assert not path.exists()  # a given token is never written to the controller
+        return
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert len(path.read_text()) == 48
+    assert path.read_text().isalnum()
+
+
+def test_config_is_0600_root_and_holds_the_shared_token(host) -> None:
+    config = host.file("/etc/rancher/k3s/config.yaml")
+    assert config.user == "root"
+    assert config.mode == 0o600
+    assert _config(host)["token"] == _token(host)
+    assert _config(host)["node-name"] == host.backend.get_hostname()
+
+
+def test_config_has_no_kubelet_node_role_labels(host) -> None:
+    labels = _config(host).get("node-label", [])
+    assert not [label for label in labels if label.startswith("node-role.kubernetes.io/")]
+
+
+def test_server_config_matches_its_place_in_the_cluster(host) -> None:
+    if "server" not in _groups(host):
+        return
+    servers = _servers(host)
+    config = _config(host)
+    me = host.backend.get_hostname()
+    assert config["write-kubeconfig-mode"] == "0600"
+    assert config["tls-san"] == [servers[0]]
+    if len(servers) == 1:
+        assert "cluster-init" not in config
+        assert "server" not in config
+    elif me == servers[0]:
+        assert config["cluster-init"] is True
+        assert "server" not in config
+    else:
+        assert config["server"] == f"https://{servers[0]}:6443"
+        assert "cluster-init" not in config
+
+
+def test_agent_config_points_at_the_first_server(host) -> None:
+    if "agent" not in _groups(host):
+        return
+    assert _config(host)["server"] == f"https://{_servers(host)[0]}:6443"
+
+
+def test_binary_comes_from_the_airgap_folder_at_the_pinned_version(host) -> None:
+    binary = host.file("/usr/local/bin/k3s")
+    assert binary.mode == 0o755
+    assert binary.user == "root"
+    out = host.check_output("/usr/local/bin/k3s --version")
+    assert VERSION in out
+    assert "test double" in out  # never mistaken for K3s
+    for name in ("kubectl", "crictl", "ctr"):
+        assert host.file(f"/usr/local/bin/{name}").linked_to == "/usr/local/bin/k3s"
+
+
+def test_image_tarballs_are_in_the_import_folder(host) -> None:
+    tarball = host.file("/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar")
+    assert tarball.is_file
+    assert tarball.mode == 0o644
+
+
+def test_unit_is_enabled_active_and_runs_the_binary(host) -> None:
+    unit = _unit(host)
+    service = host.service(unit)
+    assert service.is_enabled
+    assert service.is_running
+    text = host.file(f"/etc/systemd/system/{unit}.service").content_string
+    mode = "server" if unit == "k3s" else "agent"
+    assert f"ExecStart=/usr/local/bin/k3s {mode}\n" in text
+    assert "LimitNOFILE=1048576" in text
+    other = "k3s-agent" if unit == "k3s" else "k3s"
+    assert not host.file(f"/etc/systemd/system/{other}.service").exists
+
+
+def test_k3s_started_once_across_converge_and_idempotent_rerun(host) -> None:
+    starts = host.file("/var/lib/rancher/k3s/test-double/starts.log").content_string
+    assert len(starts.splitlines()) == 1, starts
+
+
+def test_sysctls_are_written_and_in_force(host) -> None:
+    text = host.file("/etc/sysctl.d/90-nuclab-k3s.conf").content_string
+    for key, value in SYSCTLS.items():
+        assert f"{key}={value}" in text
+        assert host.sysctl(key) == value
+
+
+def test_kernel_modules_are_listed_for_boot(host) -> None:
+    listed = host.file("/etc/modules-load.d/nuclab-k3s.conf")
+    assert listed.mode == 0o644
+    lines = [line for line in listed.content_string.splitlines() if not line.startswith("#")]
+    assert lines == ["br_netfilter", "overlay"]
+
+
+def test_swap_is_off(host) -> None:
+    assert host.check_output("swapon --show --noheadings") == ""
+    assert not [
+        line
+        for line in host.file("/etc/fstab").content_string.splitlines()
+        if not line.startswith("#") and " swap " in line
+    ]
+
+
+def test_raspberry_pi_cgroup_arguments_are_added_once(host) -> None:
+    if host.lab.get("common_raspberry_pi") is not True:
+        return
+    words = host.file("/boot/firmware/cmdline.txt").content_string.split()
+    assert words.count("cgroup_memory=1") == 1
+    assert words.count("cgroup_enable=memory") == 1
+    assert words[0] == "console=serial0,115200"  # the rest of the line is kept
+
+
+def test_active_firewall_has_the_k3s_ports_open(host) -> None:
+    if not host.lab.get("prepare_ufw_active"):
+        return
+    rules = host.check_output("ufw status")
+    for port in ("10250/tcp", "8472/udp"):
+        assert f"{port}" in rules
+    assert "10.42.0.0/16" in rules
+    assert "10.43.0.0/16" in rules
+    if "server" in _groups(host):
+        assert "6443/tcp" in rules
+
+
+def test_kubeconfig_artifact_is_0600_and_points_at_the_api_endpoint() -> None:
+    path = INVENTORY_DIR / "artifacts" / "kubeconfig"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = yaml.safe_load(path.read_text())
+    inventory = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    first_server = sorted(inventory["server"]["hosts"])[0]
+    assert doc["current-context"] == "molecule-k3s"
+    assert [c["name"] for c in doc["contexts"]] == ["molecule-k3s"]
+    assert doc["clusters"] == [
+        {
+            "name": "molecule-k3s",
+            "cluster": {
+                "server": f"https://{first_server}:6443",
+                "certificate-authority-data": doc["clusters"][0]["cluster"][
+                    "certificate-authority-data"
+                ],
+            },
+        }
+    ]
+    assert set(doc["users"][0]["user"]) == {"client-certificate-data", "client-key-data"}

@@ -1,0 +1,42 @@
+"""After playbooks/upgrade.yml to a newer (test double) release: every node runs it, each K3s
+restarted exactly once, servers one after the other in inventory order."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+NEXT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "k3s-test-double-next"
+
+
+def _starts(host) -> list[list[str]]:
+    log = host.file("/var/lib/rancher/k3s/test-double/starts.log").content_string
+    return [line.split() for line in log.splitlines()]
+
+
+def test_binary_reports_the_new_version(host) -> None:
+    version = (NEXT / "VERSION").read_text().strip()
+    assert version in host.check_output("/usr/local/bin/k3s --version")
+
+
+def test_k3s_restarted_exactly_once_into_the_new_version(host) -> None:
+    version = (NEXT / "VERSION").read_text().strip()
+    starts = _starts(host)
+    assert len(starts) == 2, starts
+    assert starts[1][2] == version
+    unit = "k3s" if "server" in host.lab["group_names"] else "k3s-agent"
+    assert host.service(unit).is_running
+
+
+def test_servers_restarted_one_after_the_other(host) -> None:
+    servers = sorted(host.lab["groups"]["server"])
+    if host.backend.get_hostname() != servers[0] or len(servers) == 1:
+        return
+    import testinfra  # noqa: PLC0415
+
+    restarts = [
+        _starts(testinfra.get_host(f"podman://{name}"))[1][0] for name in servers
+    ]
+    # ISO timestamps sort as times; serial: 1 leaves seconds between two servers' restarts.
+    assert restarts == sorted(restarts)
+    assert len(set(restarts)) == len(restarts), restarts
