@@ -40,6 +40,8 @@ def test_node_probe_runs_on_every_node_and_applies_idempotently(
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="monitoring")))
     play = tmp_path / "node_probe.yml"
     play.write_text(PLAY)
+    # site.yml installs the node probe with monitoring: start from a lab without it
+    run_playbook(str(play), "-e", "node_probe_enabled=false")
     try:
         _, changed = _recap(run_playbook(str(play)).stdout)
         assert changed == 1
