@@ -374,3 +374,12 @@ def test_an_unreachable_pushgateway_fails_before_any_load(broker: LocalBroker) -
     )
     assert run.returncode == 2
     assert run.stderr.startswith("nuclab: error: --pushgateway: cannot push to")
+
+
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    # The real kafka-storage, given the kind of ID that once failed CI one run in 64.
+    b = LocalBroker(tmp_path)
+    b.workdir.mkdir(parents=True, exist_ok=True)
+    b.format_storage(b._write_config(), "-Zk6_Hx2QnGkYI0eYZ3R8w")
+    meta = (tmp_path / "data" / "meta.properties").read_text()
+    assert "cluster.id=-Zk6_Hx2QnGkYI0eYZ3R8w" in meta

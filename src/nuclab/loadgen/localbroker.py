@@ -141,18 +141,23 @@ class LocalBroker:
         (self.workdir / "log4j2.yaml").write_text(_LOG4J2)
         return path
 
-    def start(self, timeout: float = 60.0) -> LocalBroker:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self._write_config()
-        cluster_id = _cluster_id()
+    def format_storage(self, config: Path, cluster_id: str) -> None:
+        """``kafka-storage format``; ``--cluster-id=`` so no ID can pass for an option."""
         fmt = subprocess.run(
-            self.java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            self.java(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)
+            ),
             capture_output=True,
             text=True,
             check=False,
         )
         if fmt.returncode != 0:
             raise NuclabError(f"kafka storage format failed: {fmt.stderr.strip()[-500:]}")
+
+    def start(self, timeout: float = 60.0) -> LocalBroker:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        self.format_storage(config, _cluster_id())
         env = {**os.environ, "KAFKA_HEAP_OPTS": f"-Xmx{self.heap}"}
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -198,4 +203,12 @@ class LocalBroker:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster ID, as Kafka's ``Uuid.randomUuid()`` makes one.
+
+    Like Kafka, never one that starts with ``-``: kafka-storage would read it
+    as an option ("argument --cluster-id/-t: expected one argument").
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
