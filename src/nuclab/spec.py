@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from nuclab.errors import ValidationError
+from nuclab.loadgen.schedule import parse_schedule
 
 # Release, StatefulSet and Service names are "nuclab-exp-<name>". A StatefulSet's pods carry the
 # label controller-revision-hash=<statefulset>-<hash of up to 10 characters>, and a label value
@@ -95,7 +96,9 @@ NUMBERS: dict[str, Number] = {
     )
 }
 
-OTHER_FIELDS = ("name", "role", "zones", "node_labels", "params", "image", "command", "args")
+OTHER_FIELDS = (
+    "name", "role", "zones", "node_labels", "params", "image", "command", "args", "loadgen",
+)  # fmt: skip
 FIELDS: tuple[str, ...] = ("name", *NUMBERS, *OTHER_FIELDS[1:])
 
 # The reference lab's experiment: 5 peers, 1440 B every 2000 ms, 5% of a core, 16 MiB, 16/16 Mbit/s.
@@ -118,7 +121,49 @@ DEFAULTS: dict[str, Any] = {
     "image": DEFAULT_IMAGE,
     "command": list(DEFAULT_COMMAND),
     "args": [],
+    "loadgen": {},
 }
+
+# The optional load generator (`loadgen:`): one Job of `nuclab loadgen` on a `client` node,
+# producing to Kafka (by default the lab's: kafka role, cluster `lab` in namespace `kafka`) or
+# sending HTTP requests (by default to the experiment's headless Service). `schedule` (steps and
+# ramps) replaces `rate` and `duration`.
+LOADGEN_MODES = ("kafka", "http")
+LOADGEN_UNITS = ("msg", "mbit")
+LOADGEN_ARRIVALS = ("constant", "poisson")
+LOADGEN_RAM_MIN_MIB = 64  # python3 + librdkafka + aiohttp: about 50 MiB resident
+LOADGEN_NUMBERS: dict[str, Number] = {
+    number.name: number
+    for number in (
+        Number("rate", "msg/s, Mbit/s with unit mbit, req/s in http mode", 0, 1_000_000,
+               exclusive_minimum=True, integer=False, step=0.001),
+        Number("duration", "seconds", 1, 86_400),
+        Number("size", "bytes", 1, 16 * 1024 * 1024),
+        Number("cpu", "cores", 0, 64, exclusive_minimum=True, integer=False, step=0.001),
+        Number("ram", "MiB", LOADGEN_RAM_MIN_MIB, 65536),
+    )
+}  # fmt: skip
+LOADGEN_DEFAULTS: dict[str, Any] = {
+    "enabled": False,
+    "mode": "kafka",
+    "bootstrap": "",  # "" = the lab's Kafka, lab-kafka-bootstrap.kafka.svc:9092
+    "topic": "frames",
+    "url": "",  # "" = http://<fullname>-headless.<namespace>.svc.<domain>:<first port>/
+    "arrivals": "constant",
+    "rate": 100,
+    "unit": "msg",
+    "schedule": "",
+    "duration": 60,
+    "size": 1024,
+    "pushgateway": "http://pushgateway-prometheus-pushgateway.monitoring.svc:9091",
+    "image": DEFAULT_IMAGE,
+    "cpu": 0.5,
+    "ram": 256,
+    "args": [],
+}
+BOOTSTRAP_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$")
+TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+URL_RE = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
 
 
 @dataclass(frozen=True)
@@ -144,6 +189,7 @@ class ExperimentSpec:
     image: str = DEFAULT_IMAGE
     command: list[str] = field(default_factory=lambda: list(DEFAULT_COMMAND))
     args: list[str] = field(default_factory=list)
+    loadgen: dict[str, Any] = field(default_factory=lambda: dict(LOADGEN_DEFAULTS))
 
     @property
     def fullname(self) -> str:
@@ -289,6 +335,102 @@ def _image(value: object) -> str:
     return value
 
 
+def _loadgen_choice(key: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValidationError(f"loadgen.{key}", value, f"one of {', '.join(choices)}")
+    return str(value)
+
+
+def _loadgen_text(key: str, value: object, pattern: re.Pattern[str], allowed: str) -> str:
+    """A string that is empty (the default target) or matches ``pattern``."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > 2048 or not pattern.match(value):
+        raise ValidationError(f"loadgen.{key}", value, allowed)
+    return value
+
+
+def _loadgen_merge(layers: list[object]) -> dict[str, Any]:
+    """Each layer's keys over the previous ones' (a spec that gives ``loadgen: {rate: 200}``
+    keeps the other settings the experiment runs with)."""
+    merged: dict[str, Any] = dict(LOADGEN_DEFAULTS)
+    allowed_keys = f"unknown field; the loadgen fields are {', '.join(LOADGEN_DEFAULTS)}"
+    for layer in layers:
+        if layer is None:
+            continue
+        if not isinstance(layer, Mapping):
+            raise ValidationError("loadgen", layer, "a mapping of loadgen fields")
+        for key in layer:
+            if key not in LOADGEN_DEFAULTS:
+                raise ValidationError(f"loadgen.{key}", layer[key], allowed_keys)
+        merged.update(layer)
+    return merged
+
+
+def _loadgen_enabled(value: object) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ValidationError("loadgen.enabled", value, "true or false")
+    return value
+
+
+def _loadgen_topic(value: object) -> str:
+    if not isinstance(value, str) or not TOPIC_RE.match(value) or value in (".", ".."):
+        allowed = "a Kafka topic name: 1 to 249 of a-z, A-Z, 0-9, '.', '_', '-'"
+        raise ValidationError("loadgen.topic", value, allowed)
+    return value
+
+
+def _loadgen_schedule(value: object) -> str:
+    """A schedule that parses, within the rate and duration limits; "" = rate and duration."""
+    if value is None or value == "":
+        return ""
+    allowed = "a schedule such as 100:30s,100..500:60s (at most 86400 s, rates up to 1000000)"
+    if not isinstance(value, str) or len(value) > 2048:
+        raise ValidationError("loadgen.schedule", value, allowed)
+    parsed = parse_schedule(value, "loadgen.schedule")
+    rate, duration = LOADGEN_NUMBERS["rate"], LOADGEN_NUMBERS["duration"]
+    if parsed.duration > duration.maximum or parsed.peak_rate > rate.maximum:
+        raise ValidationError("loadgen.schedule", value, allowed)
+    return re.sub(r"\s+", "", value)
+
+
+def _loadgen(layers: list[object]) -> dict[str, Any]:
+    """The checked ``loadgen`` fields; errors name ``loadgen.<field>``."""
+    merged = _loadgen_merge(layers)
+    result: dict[str, Any] = {
+        "enabled": _loadgen_enabled(merged["enabled"]),
+        "mode": _loadgen_choice("mode", merged["mode"], LOADGEN_MODES),
+        "bootstrap": _loadgen_text(
+            "bootstrap", merged["bootstrap"], BOOTSTRAP_RE,
+            "HOST:PORT[,HOST:PORT...] of Kafka brokers, or empty for the lab's Kafka",
+        ),
+        "topic": _loadgen_topic(merged["topic"]),
+        "url": _loadgen_text(
+            "url", merged["url"], URL_RE,
+            "an http:// or https:// URL, or empty for the experiment's headless Service",
+        ),
+        "arrivals": _loadgen_choice("arrivals", merged["arrivals"], LOADGEN_ARRIVALS),
+        "unit": _loadgen_choice("unit", merged["unit"], LOADGEN_UNITS),
+        "schedule": _loadgen_schedule(merged["schedule"]),
+        "pushgateway": _loadgen_text(
+            "pushgateway", merged["pushgateway"], URL_RE,
+            "the http:// URL of a Pushgateway, or empty for none",
+        ),
+    }  # fmt: skip
+    try:
+        for key, number in LOADGEN_NUMBERS.items():
+            result[key] = _number(number, merged[key], create=True)
+        result["image"] = _image(merged["image"])
+        result["args"] = _string_list("args", merged["args"])
+    except ValidationError as exc:
+        raise ValidationError(f"loadgen.{exc.field}", exc.value, exc.allowed) from None
+    if result["mode"] == "http" and result["unit"] != "msg":
+        raise ValidationError("loadgen.unit", result["unit"], "msg in http mode (requests/s)")
+    return {key: result[key] for key in LOADGEN_DEFAULTS}
+
+
 def split_image(image: str) -> tuple[str, str]:
     """``repo[:tag]`` -> (repository, tag); a digest ``repo@sha256:...`` keeps the tag empty."""
     if "@" in image:
@@ -339,6 +481,9 @@ def parse(
     values["image"] = _image(merged["image"])
     values["command"] = _string_list("command", merged["command"])
     values["args"] = _string_list("args", merged["args"])
+    values["loadgen"] = _loadgen(
+        [(defaults or {}).get("loadgen"), (base or {}).get("loadgen"), raw.get("loadgen")]
+    )
     if values["jitter"] and not values["latency"]:
         raise ValidationError("jitter", merged["jitter"], "0 unless latency is > 0")
     return ExperimentSpec(**values)
@@ -372,7 +517,58 @@ def to_values(spec: ExperimentSpec) -> dict[str, Any]:
         "image": {"repository": repository, "tag": tag},
         "command": list(spec.command),
         "args": list(spec.args),
+        "loadgen": loadgen_values(spec.loadgen),
     }
+
+
+def loadgen_values(loadgen: Mapping[str, Any]) -> dict[str, Any]:
+    """The chart's ``loadgen`` values for the spec's ``loadgen`` fields."""
+    repository, tag = split_image(loadgen["image"])
+    return {
+        "enabled": loadgen["enabled"],
+        "mode": loadgen["mode"],
+        "kafka": {"bootstrap": loadgen["bootstrap"], "topic": loadgen["topic"]},
+        "http": {"url": loadgen["url"], "arrivals": loadgen["arrivals"]},
+        "rate": loadgen["rate"],
+        "unit": loadgen["unit"],
+        "schedule": loadgen["schedule"],
+        "duration": loadgen["duration"],
+        "size": loadgen["size"],
+        "pushgateway": loadgen["pushgateway"],
+        "image": {"repository": repository, "tag": tag},
+        "resources": {"cpu": loadgen["cpu"], "memory": loadgen["ram"]},
+        "args": list(loadgen["args"]),
+    }
+
+
+def loadgen_from_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's ``loadgen`` fields from the chart's ``loadgen`` values (inverse of the above)."""
+    kafka = values.get("kafka") or {}
+    http = values.get("http") or {}
+    resources = values.get("resources") or {}
+    image = values.get("image") or {}
+    pairs = {
+        "enabled": values.get("enabled"),
+        "mode": values.get("mode"),
+        "bootstrap": kafka.get("bootstrap"),
+        "topic": kafka.get("topic"),
+        "url": http.get("url"),
+        "arrivals": http.get("arrivals"),
+        "rate": values.get("rate"),
+        "unit": values.get("unit"),
+        "schedule": values.get("schedule"),
+        "duration": values.get("duration"),
+        "size": values.get("size"),
+        "pushgateway": values.get("pushgateway"),
+        "cpu": resources.get("cpu"),
+        "ram": resources.get("memory"),
+        "args": values.get("args"),
+    }
+    result = {key: value for key, value in pairs.items() if value is not None}
+    if image.get("repository"):
+        tag = image.get("tag")
+        result["image"] = f"{image['repository']}:{tag}" if tag else image["repository"]
+    return result
 
 
 def from_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -408,6 +604,8 @@ def from_values(values: Mapping[str, Any]) -> dict[str, Any]:
     if image.get("repository"):
         tag = image.get("tag")
         result["image"] = f"{image['repository']}:{tag}" if tag else image["repository"]
+    if isinstance(values.get("loadgen"), Mapping):
+        result["loadgen"] = loadgen_from_values(values["loadgen"])
     return result
 
 
