@@ -12,16 +12,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nuclab.errors import ValidationError
-from nuclab.loadgen.http_load import ARRIVALS, HttpConfig, check_url, run_http
-from nuclab.loadgen.kafka_consume import ConsumeConfig, run_consume
-from nuclab.loadgen.kafka_produce import ProduceConfig, run_produce
-from nuclab.loadgen.metrics import Progress, Reporter
-from nuclab.loadgen.payload import Payloads
-from nuclab.loadgen.results import RunResult, TargetMissedError, check_results_path, write_results
+from nuclab.loadgen.results import TargetMissedError, check_results_path, write_results
 from nuclab.loadgen.schedule import Schedule, parse_schedule
 from nuclab.loadgen.units import parse_duration, parse_rate, parse_size
+
+if TYPE_CHECKING:  # the clients are imported by the mode that runs, never when the CLI loads
+    from nuclab.loadgen.metrics import Progress
+    from nuclab.loadgen.results import RunResult
 
 UNITS = {"msg": "msg/s", "mbit": "Mbit/s"}
 
@@ -185,6 +185,8 @@ def _run(
     args: argparse.Namespace, progress: Progress, common: _Common, work: Callable[[], RunResult]
 ) -> int:
     """Metrics around ``work``, then the results file, the summary line and the verdict."""
+    from nuclab.loadgen.metrics import Reporter
+
     reporter = Reporter(
         progress,
         pushgateway=args.pushgateway,
@@ -218,6 +220,10 @@ def _run(
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from nuclab.loadgen.kafka_produce import ProduceConfig, run_produce
+    from nuclab.loadgen.metrics import Progress
+    from nuclab.loadgen.payload import Payloads
+
     schedule, duration = _schedule(args, allow_max=True)
     common = _common(args)
     if args.partitions is not None and args.partitions < 1:
@@ -253,6 +259,9 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _consume(args: argparse.Namespace) -> int:
+    from nuclab.loadgen.kafka_consume import ConsumeConfig, run_consume
+    from nuclab.loadgen.metrics import Progress
+
     common = _common(args)
     duration = parse_duration("--duration", args.duration) if args.duration else None
     if args.expect is not None and args.expect < 1:
@@ -278,6 +287,9 @@ def _consume(args: argparse.Namespace) -> int:
 
 
 def _http(args: argparse.Namespace) -> int:
+    from nuclab.loadgen.http_load import ARRIVALS, HttpConfig, check_url, run_http
+    from nuclab.loadgen.metrics import Progress
+
     schedule, _ = _schedule(args, allow_max=False)
     common = _common(args)
     check_url(args.url)
