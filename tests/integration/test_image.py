@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,40 @@ def test_peers_in_containers_gossip_every_message(image: str, netns: dict) -> No
     assert received == [20.0] * 3
     logs = _sh("podman", "logs", netns["_containers"][0]).stdout
     assert sum(line.startswith("sending at ") for line in logs.splitlines()) == 10
+
+
+def test_loadgen_http_in_a_container_loads_a_real_server(
+    image: str, netns: dict, tmp_path: Path
+) -> None:
+    """`nuclab loadgen http` from the image against Python's http.server in another container
+    (the image's own python3), 40 requests/s for 3 s; its results file says what was achieved."""
+    server = _sh(
+        "podman", "run", "-d", "--network", f"ns:/run/netns/{netns['c0']}",
+        "--entrypoint", "python3", image,
+        "-m", "http.server", "8080", "--bind", "10.231.9.1", "--directory", "/opt/nuclab",
+    ).stdout.strip()  # fmt: skip
+    netns["_containers"].append(server)
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # the image runs as nobody
+    url = "http://10.231.9.1:8080/"
+    deadline = time.monotonic() + 30
+    while subprocess.run(
+        ["ip", "netns", "exec", netns["c1"], sys.executable, "-c", SCRAPE, url],
+        capture_output=True, check=False,
+    ).returncode != 0:  # fmt: skip
+        assert time.monotonic() < deadline, "http.server did not answer"
+        time.sleep(0.5)
+    done = _sh(
+        "podman", "run", "--rm", "--network", f"ns:/run/netns/{netns['c1']}",
+        "-v", f"{out}:/out:Z", image,
+        "loadgen", "http", "--url", url, "--rate", "40", "--duration", "3s",
+        "--results", "/out/http.json", "--experiment", "img",
+    )  # fmt: skip
+    assert "http: achieved" in done.stdout
+    result = json.loads((out / "http.json").read_text())
+    assert result["mode"] == "http" and result["held"] is True
+    assert (result["sent"], result["completed"], result["errors"]) == (120, 120, 0)
+    assert result["extra"]["statuses"] == {"200": 120}
+    assert abs(result["achieved_rate"] / 40 - 1) <= 0.02
+    assert 0 < result["latency_s"]["p50"] < 1

@@ -41,7 +41,8 @@ py=${NUCLAB_PYTHON:-$repo/.venv/bin/python}
 [ -x "$py" ] || die "no $py (run make setup)"
 
 # The runtime dependencies the tools need, pinned exactly as pyproject.toml pins them.
-wanted="prometheus-client pyarrow matplotlib kubernetes PyYAML jsonschema confluent-kafka"
+# confluent-kafka and aiohttp: `nuclab loadgen` (Kafka and HTTP modes).
+wanted="prometheus-client pyarrow matplotlib kubernetes PyYAML jsonschema confluent-kafka aiohttp"
 pins=""
 for pkg in $wanted; do
   pin=$(grep -ioE "\"$pkg==[^\"]+\"" "$repo/pyproject.toml" | tr -d '"' | head -n1)
