@@ -3,12 +3,14 @@ the chart values they become, and the chart schema's second gate agreeing with t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 
 from nuclab import spec
 from nuclab.errors import ValidationError
@@ -148,3 +150,37 @@ def test_schema_choices_match_the_spec() -> None:
     assert LOADGEN_SCHEMA["mode"]["enum"] == list(spec.LOADGEN_MODES)
     assert LOADGEN_SCHEMA["unit"]["enum"] == list(spec.LOADGEN_UNITS)
     assert LOADGEN_SCHEMA["http"]["properties"]["arrivals"]["enum"] == list(spec.LOADGEN_ARRIVALS)
+
+
+def test_example_spec_file_with_a_load_generator() -> None:
+    data = yaml.safe_load((REPO / "experiments/purple-loadgen.yml").read_text())
+    checked = spec.parse(data["experiment"])
+    assert checked.loadgen["enabled"] is True
+    assert (checked.loadgen["mode"], checked.loadgen["rate"]) == ("http", 200)
+    assert spec.to_values(checked)["loadgen"]["http"]["url"] == ""  # the experiment's Service
+
+
+def _filters() -> dict[str, Any]:
+    path = REPO / "plugins/filter/experiment.py"
+    loader = importlib.util.spec_from_file_location("nuclab_filter_experiment_lg", path)
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module.FilterModule().filters()
+
+
+def test_the_playbook_filters_carry_loadgen_into_chart_values() -> None:
+    filters = _filters()
+    running = {"loadgen": {"enabled": True, "mode": "kafka", "rate": 50, "topic": "results"}}
+    checked = filters["nuclab_experiment_spec"](
+        {"name": "purple", "loadgen": {"rate": 75}},
+        base=filters["nuclab_experiment_from_values"](
+            spec.to_values(spec.parse({"name": "purple", **running}))
+        ),
+        create=False,
+    )
+    values = filters["nuclab_experiment_values"](checked)
+    assert values["loadgen"]["enabled"] is True
+    assert (values["loadgen"]["rate"], values["loadgen"]["kafka"]["topic"]) == (75, "results")
+    with pytest.raises(AnsibleFilterError, match=r"nuclab_experiment_spec: loadgen\.size: 0 "):
+        filters["nuclab_experiment_spec"]({"name": "purple", "loadgen": {"size": 0}})
