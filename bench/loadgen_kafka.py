@@ -19,11 +19,14 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
 
 from nuclab.loadgen.localbroker import LocalBroker
 
@@ -81,6 +84,13 @@ def perf_test(
     return float(re.search(r"([\d.]+) records/sec", last).group(1))
 
 
+def drop(broker: LocalBroker, topic: str) -> None:
+    """Delete a measured topic: at ~100 MB/s, 30 s runs would otherwise fill the disk."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.delete_topics([topic], operation_timeout=30).values():
+        future.result()
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -93,6 +103,13 @@ def main() -> None:
     ap.add_argument("--skip-accuracy", action="store_true", help="only the throughput table")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nuclab-bench-"))
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     with LocalBroker(work / "kafka", heap="1g") as broker:
         out = work / "r.json"
         nuclab_max(broker, "warmup", 1024, 5, out)  # JIT warm-up of the broker
@@ -106,6 +123,7 @@ def main() -> None:
             ours, theirs = [], []
             for i in range(args.runs):
                 ours.append(nuclab_max(broker, f"n{size}-{i}", size, args.seconds, out))
+                drop(broker, f"n{size}-{i}")
                 guess = statistics.median(ours)
                 theirs.append(
                     perf_test(
@@ -117,6 +135,7 @@ def main() -> None:
                         batch_size=args.perf_batch_size,
                     )
                 )
+                drop(broker, f"p{size}-{i}")
             a, b = statistics.median(ours), statistics.median(theirs)
             ratios = " ".join(f"{x / y:.2f}" for x, y in zip(ours, theirs, strict=True))
             print(
@@ -153,6 +172,7 @@ def main() -> None:
                     check=False,
                 )
                 res = json.loads(out.read_text())
+                drop(broker, f"acc-{rate}-{size}")
                 err = res["achieved_rate"] / rate - 1
                 print(
                     f"| {rate} | {size // 1024} KiB | {res['achieved_rate']:,.1f} | "
