@@ -28,6 +28,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from nuclab.loadgen.kafka_common import quiet_logger
 from nuclab.loadgen.localbroker import LocalBroker
 
 NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen", "produce"]
@@ -86,7 +87,7 @@ def perf_test(
 
 def drop(broker: LocalBroker, topic: str) -> None:
     """Delete a measured topic: at ~100 MB/s, 30 s runs would otherwise fill the disk."""
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "logger": quiet_logger()})
     for future in admin.delete_topics([topic], operation_timeout=30).values():
         future.result()
 
