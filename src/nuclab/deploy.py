@@ -424,12 +424,14 @@ def apply(
     current = release.values if release else {}
     parsed, values = release_values(raw, settings, current, exists=release is not None)
     changed = chart_changes(release, settings.chart, values)
+    # Progress lines are the role's task names: the same steps, whichever path runs them.
     if release is None:
+        say("Ensure the experiments' namespace exists")
         ensure_namespace(kube, settings.namespace)
     if changed:
-        say(f"Install or upgrade the release {full}")
+        say(f"Install or upgrade the experiment's release ({full})")
         helm_upgrade(settings, kubeconfig, full, values)
-    say(f"Wait for {parsed.peers} peer(s)")
+    say(f"Wait until exactly the peers run ({parsed.peers})")
     waited = settings.wait_timeout if timeout is None else timeout
     wait_for_peers(
         kube, name, namespace=settings.namespace, peers=parsed.peers, timeout=waited, progress=say

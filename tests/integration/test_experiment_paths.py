@@ -15,7 +15,7 @@ import pytest
 
 from nuclab import deploy, kube
 from tests.conftest import tool
-from tests.integration.conftest import ansible_env, run_playbook
+from tests.integration.conftest import SIM_KUBECONFIG, ansible_env, run_playbook
 from tests.integration.test_experiment import NAMESPACE, nuclab
 
 NAME = "twin"
@@ -34,7 +34,7 @@ SPEC = """experiment:
 
 def helm(*args: str) -> str:
     proc = subprocess.run(
-        [tool("helm"), *args, "-n", NAMESPACE],
+        [tool("helm"), *args, "-n", NAMESPACE, "--kubeconfig", str(SIM_KUBECONFIG)],
         env=ansible_env(),
         capture_output=True,
         text=True,
@@ -66,7 +66,7 @@ def test_cli_and_playbook_make_the_identical_release(sim_lab: Path, spec_file: P
     assert by_playbook[2] == 1
 
     proc = nuclab("create", "-f", str(spec_file))
-    assert "Install or upgrade" not in proc.stderr  # the CLI's own path, nothing to change
+    assert "Install or upgrade" not in proc.stderr  # the CLI's own path: nothing to change
     assert release() == by_playbook
     # helm's record as the CLI reads it (Secrets, not the helm binary) is what helm shows
     found = deploy.read_release(kube.Kube(str(sim_lab)), NAMESPACE, FULL)
@@ -77,7 +77,7 @@ def test_cli_and_playbook_make_the_identical_release(sim_lab: Path, spec_file: P
 
     nuclab("delete", NAME, "--quiet")
     proc = nuclab("create", "-f", str(spec_file))
-    assert "Install or upgrade the release nuclab-exp-twin" in proc.stderr
+    assert "[INFO] Install or upgrade the experiment's release (nuclab-exp-twin)" in proc.stderr
     assert "3 of 3 peers running" in proc.stderr
     assert release() == by_playbook  # same values, same manifest, one revision
 
