@@ -336,15 +336,19 @@ class Rollout:
         else:
             self.pods[obj["metadata"]["name"]] = obj
 
-    def state(self, peers: int) -> dict[str, Any]:
-        """``rollout_state`` and ``done`` only when the StatefulSet has rolled out too."""
-        state = experiments.rollout_state(self.statefulset, list(self.pods.values()), peers)
-        state["done"] = (
+    def ready(self) -> int:
+        """Ready peers as the StatefulSet's controller counts them (cheap: for progress)."""
+        return int(((self.statefulset or {}).get("status") or {}).get("readyReplicas") or 0)
+
+    def done(self, peers: int) -> bool:
+        """The StatefulSet has rolled out and exactly ``peers`` pods run at its revision. The
+        pods (O(peers)) are judged only once the StatefulSet says so: with 500 peers a watch
+        brings thousands of events."""
+        return (
             self.listed == {"sts", "pod"}
-            and state["done"]
             and experiments.statefulset_rolled_out(self.statefulset, peers)
+            and experiments.rollout_state(self.statefulset, list(self.pods.values()), peers)["done"]
         )
-        return state
 
 
 def wait_for_peers(
@@ -377,11 +381,10 @@ def wait_for_peers(
             break
         if not events.empty():
             continue  # judge the newest state only
-        state = rollout.state(peers)
-        if state["running"] != shown:
-            shown = state["running"]
-            progress(f"{shown} of {peers} peers running")
-        if state["done"]:
+        if rollout.ready() != shown:
+            shown = rollout.ready()
+            progress(f"{shown} of {peers} peers ready")
+        if rollout.done(peers):
             return
     raise LabError(pending(kube, namespace, name, peers, timeout))
 

@@ -78,7 +78,7 @@ def test_cli_and_playbook_make_the_identical_release(sim_lab: Path, spec_file: P
     nuclab("delete", NAME, "--quiet")
     proc = nuclab("create", "-f", str(spec_file))
     assert "[INFO] Install or upgrade the experiment's release (nuclab-exp-twin)" in proc.stderr
-    assert "3 of 3 peers running" in proc.stderr
+    assert "3 of 3 peers ready" in proc.stderr
     assert release() == by_playbook  # same values, same manifest, one revision
 
     again = run_playbook("experiment.yml", "-e", f"@{spec_file}")

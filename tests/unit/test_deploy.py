@@ -148,13 +148,15 @@ def statefulset(replicas: int, ready: int) -> dict[str, Any]:
 def test_rollout_is_done_only_with_both_lists_and_exactly_the_peers() -> None:
     rollout = deploy.Rollout()
     rollout.update("pod", "LIST", [pod("p-0"), pod("p-1")])
-    assert not rollout.state(2)["done"]  # the StatefulSet is not known yet
+    assert not rollout.done(2)  # the StatefulSet is not known yet
     rollout.update("sts", "LIST", [statefulset(2, 1)])
-    assert not rollout.state(2)["done"]  # the controller counts one ready
+    assert (rollout.done(2), rollout.ready()) == (False, 1)  # the controller counts one ready
     rollout.update("sts", "MODIFIED", statefulset(2, 2))
-    assert rollout.state(2)["done"]
+    assert rollout.done(2)
     rollout.update("pod", "ADDED", pod("p-2", "Pending"))
-    assert rollout.state(2) == {"done": False, "peers": 2, "pods": 3, "running": 2}
+    assert not rollout.done(2)  # a third pod (still terminating, or not yet gone)
     rollout.update("pod", "DELETED", pod("p-2"))
     rollout.update("sts", "FAILED", "the watch broke")
-    assert rollout.state(2)["done"]
+    assert rollout.done(2)
+    rollout.update("pod", "MODIFIED", pod("p-1", revision="r0"))
+    assert not rollout.done(2)  # a pod of the previous revision
