@@ -121,6 +121,11 @@ def main() -> int:
         "--nodes", type=int, default=12, help="simulated nodes (6 = inventory/sim, as it runs)"
     )
     parser.add_argument(
+        "--keep-sim-lab",
+        action="store_true",
+        help="do not stop inventory/sim's lab first (it runs in another network namespace)",
+    )
+    parser.add_argument(
         "--chart",
         default=str(REPO / "charts/experiment"),
         help="chart for plain helm (the playbook's is experiment_chart_ref in the inventory)",
@@ -129,7 +134,8 @@ def main() -> int:
     global INVENTORY  # noqa: PLW0603 (one lab per run; every helper reads it)
     with tempfile.TemporaryDirectory(prefix="nuclab-bench-") as tmp:
         if args.nodes != 6:
-            lab("playbooks/sim_down.yml")  # inventory/sim's lab holds the ports
+            if not args.keep_sim_lab:
+                lab("playbooks/sim_down.yml")  # inventory/sim's lab holds the ports
             INVENTORY = generated_inventory(Path(tmp), args.nodes)
             lab("playbooks/sim.yml", "playbooks/labels.yml")
         try:
