@@ -1,5 +1,9 @@
 """The ``nuclab`` command line: a thin layer that dispatches to ``nuclab.commands.*``.
 
+Only the chosen command's module is imported (the others pull in aiohttp, pyarrow,
+matplotlib, the Kafka client...: seconds of start-up that ``nuclab list`` must not pay);
+``nuclab --help`` lists every command from ``COMMANDS`` without importing any of them.
+
 User errors (``NuclabError``) become one line on stderr and their exit code; nothing else
 is caught here, so a real bug still shows its traceback.
 """
@@ -8,30 +12,68 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
-from nuclab import __version__, commands
+from nuclab import __version__
 from nuclab.errors import NuclabError
 
+# Command -> (module in nuclab.commands that registers it, its one-line help). A unit test
+# checks that each module registers exactly these names with exactly this help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "create": ("experiment", "create (or update) an experiment and wait for its peers"),
+    "list": ("experiment", "list the experiments"),
+    "scale": ("experiment", "scale an experiment (0 pauses it)"),
+    "delete": ("experiment", "delete an experiment and wait until it is gone"),
+    "export": (
+        "export",
+        "export an experiment's metrics and logs into a dataset (Parquet + manifest)",
+    ),
+    "loadgen": (
+        "loadgen",
+        "generate Kafka or HTTP load at a target rate and measure what was achieved",
+    ),
+    "peer": ("peer", "run the default gossip peer (publish, relay, count, time)"),
+    "probe": ("probe", "measure RTT and loss to peers (sidecar) or between nodes (--node)"),
+    "report": ("report", "render an exported dataset as one self-contained HTML page"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named on the line: the first word that is not an option (the top level
+    has only ``-h`` and ``--version``, which take no value)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the module of the command it names is imported (the
+    other commands are listed by name and help), without, every command is complete."""
     parser = argparse.ArgumentParser(
         prog="nuclab",
         description="Run distributed-systems experiments on a K3s lab.",
     )
     parser.add_argument("--version", action="version", version=f"nuclab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(subparsers)
+    if argv is None:
+        modules = sorted({module for module, _ in COMMANDS.values()})
+    else:
+        command = chosen_command(argv)
+        modules = [COMMANDS[command][0]] if command else []
+    for module in modules:
+        importlib.import_module(f"nuclab.commands.{module}").register(subparsers)
+    for name, (_, text) in COMMANDS.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     try:
         return int(args.func(args) or 0)
     except NuclabError as exc:

@@ -1,7 +1,10 @@
 """``nuclab create | list | scale | delete``: experiments from the command line.
 
-The mutating commands run ``experiment.yml`` through ansible-runner (the same playbook a user
-runs by hand), printing each task as progress; ``list`` reads the cluster directly.
+``create`` and ``scale`` do what the experiment role does, directly (``nuclab.deploy``: the
+same spec checks, the same chart values, helm, and a watch for the peers), when the lab's
+settings can be read without Ansible; otherwise, and with ``--via-playbook``, they run
+``experiment.yml`` through ansible-runner. ``delete`` always runs the playbook (the role does
+more than uninstall); ``list`` reads the cluster directly.
 
 Exit codes: 0 done; 1 the lab could not do it (peers pending at the timeout, API unreachable,
 a failed task); 2 bad input (nothing was changed); 3 the experiment does not exist.
@@ -10,16 +13,13 @@ a failed task); 2 bad input (nothing was changed); 3 the experiment does not exi
 from __future__ import annotations
 
 import argparse
-import base64
+import dataclasses
 import json
 import os
 import re
-import ssl
 import sys
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +27,11 @@ from typing import Any
 
 import yaml
 
-from nuclab import experiments, spec
+from nuclab import deploy, experiments, spec
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
+from nuclab.kube import ApiError, Kube, LabError
 
 DEFAULT_NAMESPACE = "nuclab"
-
-
-class LabError(NuclabError):
-    """The lab could not do what was asked (a failed task, pending peers, no API)."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -286,73 +281,18 @@ def _api_client(kubeconfig: str | None) -> Any:
         raise LabError(f"no usable kubeconfig ({exc}); pass --kubeconfig") from exc
 
 
-def _kubeconfig_get(kubeconfig: str, path: str) -> dict[str, Any] | None:
-    """GET ``path`` with a kubeconfig's certificates or token, without the kubernetes package
-    (importing it takes seconds; ``list`` is meant to be quick). None when the kubeconfig needs
-    what only the package does (exec plugins, auth providers)."""
-    try:
-        config = yaml.safe_load(Path(kubeconfig).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        detail = " ".join(str(exc).split())
-        raise LabError(f"kubeconfig {kubeconfig} is not readable YAML: {detail}") from exc
-    if not isinstance(config, dict):
-        raise LabError(f"kubeconfig {kubeconfig} is not a kubeconfig")
-
-    def named(kind: str, name: str) -> dict[str, Any]:
-        entries = [e for e in config.get(f"{kind}s") or [] if e.get("name") == name]
-        if not entries:
-            raise LabError(f"kubeconfig {kubeconfig}: no {kind} {name!r}")
-        return entries[0].get(kind) or {}
-
-    context = named("context", config.get("current-context", ""))
-    cluster = named("cluster", context.get("cluster", ""))
-    user = named("user", context.get("user", ""))
-    if user.get("exec") or user.get("auth-provider") or user.get("tokenFile"):
-        return None
-    tls = ssl.create_default_context(
-        cafile=cluster.get("certificate-authority"),
-        cadata=(
-            base64.b64decode(cluster["certificate-authority-data"]).decode()
-            if cluster.get("certificate-authority-data")
-            else None
-        ),
-    )
-    if cluster.get("insecure-skip-tls-verify"):
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
-    headers = {"Accept": "application/json"}
-    if user.get("token"):
-        headers["Authorization"] = f"Bearer {user['token']}"
-    with tempfile.TemporaryDirectory(prefix="nuclab-kube-") as private:
-        cert, key = user.get("client-certificate"), user.get("client-key")
-        for field_name, suffix in (("client-certificate-data", "crt"), ("client-key-data", "key")):
-            if user.get(field_name):
-                target = Path(private) / f"client.{suffix}"
-                target.write_bytes(base64.b64decode(user[field_name]))
-                target.chmod(0o600)
-                cert, key = (str(target), key) if suffix == "crt" else (cert, str(target))
-        if cert:
-            tls.load_cert_chain(cert, key)
-        request = urllib.request.Request(cluster["server"].rstrip("/") + path, headers=headers)
-        try:
-            with urllib.request.urlopen(request, context=tls, timeout=30) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return {"items": []}
-            raise LabError(f"the lab's API refused the list: {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise LabError(f"cannot reach the lab's API at {cluster['server']}: {exc}") from exc
-
-
 def read_statefulsets(kubeconfig: str | None, namespace: str) -> list[dict[str, Any]]:
     """The experiments' StatefulSets as plain dicts (raw JSON: no slow model objects)."""
     if kubeconfig:
         selector = urllib.parse.quote(experiments.EXPERIMENT_LABEL)
         path = f"/apis/apps/v1/namespaces/{namespace}/statefulsets?labelSelector={selector}"
-        found = _kubeconfig_get(kubeconfig, path)
-        if found is not None:
-            return found.get("items") or []
+        try:
+            return Kube(kubeconfig).get(path).get("items") or []
+        except ApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+    # No kubeconfig file: in a pod, or the user's default (~/.kube/config) as the package finds it.
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -389,18 +329,49 @@ def _require(args: argparse.Namespace) -> None:
 # --- commands -------------------------------------------------------------------------------
 
 
+def fast_path(args: argparse.Namespace) -> tuple[deploy.Settings, str, Kube] | None:
+    """What ``nuclab create``/``scale`` need to do the role's work themselves, or None when
+    only Ansible can (``--via-playbook``, a templated or INI inventory, a remote chart, no
+    kubeconfig file)."""
+    if args.via_playbook:
+        return None
+    settings = deploy.lab_settings(inventory_dir(args.inventory), repo_dir())
+    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+    if settings is None or kubeconfig is None:
+        return None
+    if args.namespace:
+        settings = dataclasses.replace(settings, namespace=args.namespace)
+    return settings, kubeconfig, Kube(kubeconfig)
+
+
 def cmd_create(args: argparse.Namespace) -> int:
-    request = create_request(args)
-    run_playbook(request, quiet=args.quiet)
+    request = create_request(args)  # bad input stops here, before anything
     name = request.extravars["experiment_spec"]["name"]
+    fast = fast_path(args)
+    if fast:
+        settings, kubeconfig, kube = fast
+        deploy.apply(
+            request.extravars["experiment_spec"], settings, kubeconfig, kube,
+            timeout=args.timeout, quiet=args.quiet,
+        )  # fmt: skip
+    else:
+        run_playbook(request, quiet=args.quiet)
     print(f"[INFO] experiment '{name}' is running ({spec.fullname(name)})")
     return 0
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
     request = scale_request(args)
-    _require(args)
-    run_playbook(request, quiet=args.quiet)
+    fast = fast_path(args)
+    if fast:
+        settings, kubeconfig, kube = fast
+        deploy.apply(
+            request.extravars["experiment_spec"], settings, kubeconfig, kube,
+            must_exist=True, timeout=args.timeout, quiet=args.quiet,
+        )  # fmt: skip
+    else:
+        _require(args)
+        run_playbook(request, quiet=args.quiet)
     print(f"[INFO] experiment '{args.name}' scaled to {args.peers} peer(s)")
     return 0
 
@@ -442,6 +413,15 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool = True) -> None:
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
+def _via_playbook(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--via-playbook",
+        action="store_true",
+        help="run experiment.yml through ansible-runner (the default when the inventory's "
+        "settings need Ansible, e.g. templated values)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     create = subparsers.add_parser(
         "create",
@@ -476,6 +456,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     create.add_argument("--image", help="peer image")
     _common(create)
+    _via_playbook(create)
     create.set_defaults(func=cmd_create)
 
     listing = subparsers.add_parser("list", help="list the experiments")
@@ -487,6 +468,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     scale.add_argument("name", help="experiment name")
     scale.add_argument("peers", help="number of peers (0 pauses the experiment)")
     _common(scale)
+    _via_playbook(scale)
     scale.set_defaults(func=cmd_scale)
 
     delete = subparsers.add_parser("delete", help="delete an experiment and wait until it is gone")

@@ -1,0 +1,447 @@
+"""``nuclab create`` and ``nuclab scale`` without Ansible: what the experiment role does, directly.
+
+The role (``roles/experiment``, run by ``experiment.yml``) stays the one documented way for
+experiments as code; this is the CLI's short path to the identical release, for labs whose
+settings it can read without Ansible (plain YAML in the inventory's ``group_vars/all`` and
+``host_vars/localhost``, a local chart, a kubeconfig with certificates or a token). Step by
+step, as ``roles/experiment/tasks/present.yml``:
+
+1. read the release (helm's own record of it, a Secret) -> exists, values, chart;
+2. check the spec and compute the chart values with ``nuclab.spec`` and
+   ``nuclab.experiments.deep_merge``, the same calls the role's filters make, in the same order;
+3. create the namespace with the role's labels if the release is new;
+4. ``helm upgrade --install --reset-values -f values.yml`` (the command ``kubernetes.core.helm``
+   runs), skipped when values and chart are those of the release (the module's own check);
+5. watch the StatefulSet and the pods until exactly ``peers`` run (the role's two waits), or
+   report at the timeout what is pending and why.
+
+Tests render both paths' releases and compare them (tests/integration/test_experiment.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nuclab import experiments, spec
+from nuclab.errors import NotFoundError
+from nuclab.kube import ApiError, Kube, LabError, selector
+
+# The role's namespace labels (roles/experiment/tasks/present.yml; a unit test compares).
+NAMESPACE_LABELS = {
+    "app.kubernetes.io/part-of": "nuclab",
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+# The role's variables this path reads; a templated value in the inventory means Ansible.
+SETTINGS = (
+    "experiment_namespace",
+    "experiment_defaults",
+    "experiment_chart_values",
+    "experiment_pod_monitor",
+    "experiment_chart_ref",
+    "experiment_helm_binary",
+    "experiment_wait_timeout",
+)
+VAR_SUFFIXES = ("", ".yml", ".yaml", ".json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The role's variables as the inventory sets them (role defaults for the others)."""
+
+    namespace: str
+    defaults: dict[str, Any]
+    chart_values: dict[str, Any]
+    pod_monitor: str
+    chart: Path
+    helm: str
+    wait_timeout: int
+
+
+@dataclass(frozen=True)
+class Release:
+    """What helm recorded of a release's last revision."""
+
+    values: dict[str, Any]
+    chart: str  # name-version, as `helm list` prints it
+    app_version: str
+    status: str
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_templated(k) or _templated(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_templated(v) for v in value)
+    return False
+
+
+def _var_files(base: Path) -> list[Path]:
+    """``base`` as Ansible reads a vars source: a file with or without suffix, or a folder."""
+    found = []
+    for suffix in VAR_SUFFIXES:
+        path = base.with_name(base.name + suffix)
+        if path.is_file():
+            found.append(path)
+        elif suffix == "" and path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in VAR_SUFFIXES[1:]
+            )
+    return found
+
+
+def _yaml_mapping(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def inventory_vars(inventory: Path) -> dict[str, Any] | None:
+    """The variables ``localhost`` gets from an inventory (a YAML file or a folder of them):
+    the files' ``all.vars``, then ``group_vars/all``, then ``host_vars/localhost``. None when
+    the inventory is something only Ansible reads (INI, a script, a plugin's config)."""
+    sources = sorted(inventory.iterdir()) if inventory.is_dir() else [inventory]
+    root = inventory if inventory.is_dir() else inventory.parent
+    merged: dict[str, Any] = {}
+    for source in sources:
+        if source.is_dir() or source.name.startswith("."):
+            continue
+        if source.suffix not in (".yml", ".yaml"):
+            return None
+        data = _yaml_mapping(source)
+        if "plugin" in data:
+            return None
+        merged.update(((data.get("all") or {}).get("vars")) or {})
+    for path in _var_files(root / "group_vars" / "all") + _var_files(
+        root / "host_vars" / "localhost"
+    ):
+        if path.suffix == ".json":
+            merged.update(json.loads(path.read_text(encoding="utf-8")))
+        else:
+            merged.update(_yaml_mapping(path))
+    return merged
+
+
+def role_defaults(repo: Path) -> dict[str, Any]:
+    return _yaml_mapping(repo / "roles" / "experiment" / "defaults" / "main.yml")
+
+
+def tools_helm() -> Path:
+    """The helm that ``make setup`` built (the role's ``_experiment_tools_helm``)."""
+    cache = os.environ.get("NUCLAB_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path(os.environ.get("HOME", "~")) / ".cache")
+        / "nuclab"
+    )
+    return Path(cache) / "tools" / "bin" / "helm"
+
+
+def lab_settings(inventory: Path, repo: Path) -> Settings | None:
+    """The role's settings for this inventory, or None when only Ansible can work them out."""
+    found = inventory_vars(inventory)
+    if found is None:
+        return None
+    given = {key: found[key] for key in SETTINGS if key in found}
+    if _templated(given):
+        return None
+    merged = {**role_defaults(repo), **given}
+    chart_ref = given.get("experiment_chart_ref")
+    chart = Path(chart_ref) if chart_ref else repo / "charts" / "experiment"
+    if not (chart / "Chart.yaml").is_file():  # a repository or OCI chart: the module's job
+        return None
+    helm = str(merged.get("experiment_helm_binary") or "")
+    if not helm:
+        helm = str(tools_helm()) if tools_helm().is_file() else "helm"
+    pod_monitor = merged["experiment_pod_monitor"]
+    return Settings(
+        namespace=str(merged["experiment_namespace"]),
+        defaults=dict(merged.get("experiment_defaults") or {}),
+        chart_values=dict(merged.get("experiment_chart_values") or {}),
+        pod_monitor=str(pod_monitor).lower() if isinstance(pod_monitor, bool) else pod_monitor,
+        chart=chart,
+        helm=helm,
+        wait_timeout=int(merged["experiment_wait_timeout"]),
+    )
+
+
+# --- the release ------------------------------------------------------------------------------
+
+
+def read_release(kube: Kube, namespace: str, fullname: str) -> Release | None:
+    """The release's last revision from helm's storage (Secrets ``sh.helm.release.v1.*``:
+    base64 of gzipped JSON), as ``helm_info`` with ``release_state: [all]`` sees it."""
+    labels = selector({"owner": "helm", "name": fullname})
+    try:
+        found = kube.get(f"/api/v1/namespaces/{namespace}/secrets?labelSelector={labels}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    items = [i for i in found.get("items") or [] if (i.get("data") or {}).get("release")]
+    if not items:
+        return None
+    last = max(items, key=lambda i: int((i["metadata"].get("labels") or {}).get("version", 0)))
+    raw = base64.b64decode(base64.b64decode(last["data"]["release"]))
+    record = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    meta = (record.get("chart") or {}).get("metadata") or {}
+    return Release(
+        values=record.get("config") or {},
+        chart=f"{meta.get('name')}-{meta.get('version')}",
+        app_version=str(meta.get("appVersion") or ""),
+        status=str((record.get("info") or {}).get("status", "")),
+    )
+
+
+def release_values(
+    raw: Mapping[str, Any], settings: Settings, current: Mapping[str, Any], *, exists: bool
+) -> tuple[spec.ExperimentSpec, dict[str, Any]]:
+    """The checked spec and the chart values: the role's ``nuclab_experiment_spec`` then
+    ``nuclab_experiment_values`` (plugins/filter/experiment.py), call for call."""
+    checked = spec.parse(
+        raw, defaults=settings.defaults, base=spec.from_values(current), create=not exists
+    ).as_dict()
+    parsed = spec.parse(checked, create=checked.get("peers") != 0)
+    overrides = experiments.deep_merge(
+        {"metrics": {"podMonitor": settings.pod_monitor}}, settings.chart_values
+    )
+    values = experiments.deep_merge(current, overrides, spec.to_values(parsed))
+    return parsed, values
+
+
+def chart_changes(release: Release | None, chart: Path, values: Mapping[str, Any]) -> bool:
+    """Whether ``helm upgrade`` would change the release (``kubernetes.core.helm``'s check:
+    values, chart name-version and appVersion)."""
+    if release is None:
+        return True
+    meta = _yaml_mapping(chart / "Chart.yaml")
+    return (
+        release.values != values
+        or release.chart != f"{meta.get('name')}-{meta.get('version')}"
+        or release.app_version != str(meta.get("appVersion") or "")
+    )
+
+
+def ensure_namespace(kube: Kube, namespace: str, *, check: bool = False) -> bool:
+    """The namespace with the role's labels (created, or its labels added); True when that
+    changed something (with ``check``: would change, and nothing is changed)."""
+    try:
+        current = kube.get(f"/api/v1/namespaces/{namespace}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        if check:
+            return True
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": NAMESPACE_LABELS},
+        }
+        try:
+            kube.request("POST", "/api/v1/namespaces", body)
+        except ApiError as again:
+            if again.status != 409:  # created meanwhile by someone else: fine
+                raise
+            return False
+        return True
+    labels = (current.get("metadata") or {}).get("labels") or {}
+    if all(labels.get(k) == v for k, v in NAMESPACE_LABELS.items()):
+        return False
+    if not check:
+        kube.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}",
+            {"metadata": {"labels": NAMESPACE_LABELS}},
+            content_type="application/merge-patch+json",
+        )
+    return True
+
+
+def helm_upgrade(
+    settings: Settings, kubeconfig: str, fullname: str, values: Mapping[str, Any]
+) -> None:
+    """``helm upgrade -i --reset-values -f <values>``: kubernetes.core.helm's command."""
+    with tempfile.TemporaryDirectory(prefix="nuclab-values-") as private:
+        path = Path(private) / "values.yml"
+        path.write_text(yaml.safe_dump(dict(values), default_flow_style=False), encoding="utf-8")
+        cmd = [
+            settings.helm, "upgrade", "-i", "--reset-values", f"-f={path}",
+            fullname, str(settings.chart),
+            f"--namespace={settings.namespace}", f"--kubeconfig={kubeconfig}",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise LabError(f"cannot run helm ({settings.helm}): {exc.strerror}") from exc
+    if proc.returncode != 0:
+        detail = " ".join((proc.stderr or proc.stdout).split())
+        raise LabError(f"helm upgrade of {fullname} failed: {detail}")
+
+
+# --- waiting ----------------------------------------------------------------------------------
+
+Event = tuple[str, str, Any]  # (kind, LIST | ADDED | MODIFIED | DELETED | FAILED, object(s))
+
+
+def _follow(kube: Kube, kind: str, path: str, events: queue.Queue[Event]) -> None:
+    """List, then watch from the list's version; list again when a watch ends (expiry, 410)."""
+    while True:
+        try:
+            listing = kube.get(path)
+            events.put((kind, "LIST", listing.get("items") or []))
+            version = (listing.get("metadata") or {}).get("resourceVersion", "")
+            for event in kube.watch(path, version):
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    events.put((kind, event["type"], event.get("object") or {}))
+        except LabError as exc:
+            events.put((kind, "FAILED", str(exc)))
+            time.sleep(0.5)
+
+
+class Rollout:
+    """The experiment's StatefulSet and pods as the watches report them."""
+
+    def __init__(self) -> None:
+        self.statefulset: dict[str, Any] | None = None
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.listed: set[str] = set()
+
+    def update(self, kind: str, what: str, obj: Any) -> None:
+        if what == "FAILED":
+            return  # the follower lists again; the deadline bounds the wait
+        self.listed.add(kind)
+        if kind == "sts":
+            if what == "LIST":
+                self.statefulset = next(iter(obj), None)
+            else:
+                self.statefulset = None if what == "DELETED" else obj
+        elif what == "LIST":
+            self.pods = {p["metadata"]["name"]: p for p in obj}
+        elif what == "DELETED":
+            self.pods.pop(obj["metadata"]["name"], None)
+        else:
+            self.pods[obj["metadata"]["name"]] = obj
+
+    def ready(self) -> int:
+        """Ready peers as the StatefulSet's controller counts them (cheap: for progress)."""
+        return int(((self.statefulset or {}).get("status") or {}).get("readyReplicas") or 0)
+
+    def done(self, peers: int) -> bool:
+        """The StatefulSet has rolled out and exactly ``peers`` pods run at its revision. The
+        pods (O(peers)) are judged only once the StatefulSet says so: with 500 peers a watch
+        brings thousands of events."""
+        return (
+            self.listed == {"sts", "pod"}
+            and experiments.statefulset_rolled_out(self.statefulset, peers)
+            and experiments.rollout_state(self.statefulset, list(self.pods.values()), peers)["done"]
+        )
+
+
+def wait_for_peers(
+    kube: Kube,
+    name: str,
+    *,
+    namespace: str,
+    peers: int,
+    timeout: float,
+    progress: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Until the StatefulSet has rolled out and exactly ``peers`` pods run at its revision
+    (the role's tasks/wait.yml); at the timeout, ``LabError`` with the pending report."""
+    label = selector(_peer_labels(name))
+    sts_field = selector(f"metadata.name={spec.fullname(name)}")
+    events: queue.Queue[Event] = queue.Queue()
+    watched = {
+        "sts": f"/apis/apps/v1/namespaces/{namespace}/statefulsets?fieldSelector={sts_field}",
+        "pod": f"/api/v1/namespaces/{namespace}/pods?labelSelector={label}",
+    }
+    for kind, path in watched.items():  # daemons: they end with the command
+        threading.Thread(target=_follow, args=(kube, kind, path, events), daemon=True).start()
+    rollout = Rollout()
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            rollout.update(*events.get(timeout=remaining))
+        except queue.Empty:
+            break
+        if not events.empty():
+            continue  # judge the newest state only
+        if rollout.ready() != shown:
+            shown = rollout.ready()
+            progress(f"{shown} of {peers} peers ready")
+        if rollout.done(peers):
+            return
+    raise LabError(pending(kube, namespace, name, peers, timeout))
+
+
+def _peer_labels(name: str) -> dict[str, str]:
+    """The experiment's peer pods: not its loadgen Job's pod (the role selects the same)."""
+    return {experiments.EXPERIMENT_LABEL: name, "app.kubernetes.io/component": "peer"}
+
+
+def pending(kube: Kube, namespace: str, name: str, peers: int, waited: float) -> str:
+    """The role's rescue: the pods and the pods' Warning events, as one report."""
+    label = selector(_peer_labels(name))
+    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector={label}")
+    warnings = selector("involvedObject.kind=Pod,type=Warning")
+    events = kube.get(f"/api/v1/namespaces/{namespace}/events?fieldSelector={warnings}")
+    return experiments.pending_report(
+        name, peers, pods.get("items") or [], events.get("items") or [], waited=waited
+    )
+
+
+# --- the whole step ---------------------------------------------------------------------------
+
+
+def apply(
+    raw: Mapping[str, Any],
+    settings: Settings,
+    kubeconfig: str,
+    kube: Kube,
+    *,
+    must_exist: bool = False,
+    timeout: int | None = None,
+    quiet: bool = False,
+) -> bool:
+    """Create, update or scale; wait for the peers. True when the release changed."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"[INFO] {text}", file=sys.stderr, flush=True)
+
+    name = spec.check_name(raw.get("name"))
+    full = spec.fullname(name)
+    release = read_release(kube, settings.namespace, full)
+    if release is None and must_exist:
+        raise NotFoundError(f"experiment '{name}' does not exist in namespace {settings.namespace}")
+    current = release.values if release else {}
+    parsed, values = release_values(raw, settings, current, exists=release is not None)
+    changed = chart_changes(release, settings.chart, values)
+    # Progress lines are the role's task names: the same steps, whichever path runs them.
+    if release is None:
+        say("Ensure the experiments' namespace exists")
+        ensure_namespace(kube, settings.namespace)
+    if changed:
+        say(f"Install or upgrade the experiment's release ({full})")
+        helm_upgrade(settings, kubeconfig, full, values)
+    say(f"Wait until exactly the peers run ({parsed.peers})")
+    waited = settings.wait_timeout if timeout is None else timeout
+    wait_for_peers(
+        kube, name, namespace=settings.namespace, peers=parsed.peers, timeout=waited, progress=say
+    )
+    return changed

@@ -1,0 +1,91 @@
+"""`nuclab create`/`scale` (their own path, nuclab.deploy) and experiment.yml make one release.
+
+On the simulated lab: the same spec file through both paths gives the same chart values and the
+same rendered manifest, and each path sees the other's release as unchanged (no new revision).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nuclab import deploy, kube
+from tests.conftest import tool
+from tests.integration.conftest import SIM_KUBECONFIG, ansible_env, run_playbook
+from tests.integration.test_experiment import NAMESPACE, nuclab
+
+NAME = "twin"
+FULL = f"nuclab-exp-{NAME}"
+SPEC = """experiment:
+  name: twin
+  peers: 3
+  msg_size: 512
+  cpu: 0.02
+  ram: 12
+  uplink_bw: 0.5
+  zones: [zone-a, zone-b]
+  params: {topic: t1}
+"""
+
+
+def helm(*args: str) -> str:
+    proc = subprocess.run(
+        [tool("helm"), *args, "-n", NAMESPACE, "--kubeconfig", str(SIM_KUBECONFIG)],
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+def release() -> tuple[dict, str, int]:
+    """The release's values, rendered manifest and number of revisions."""
+    values = json.loads(helm("get", "values", FULL, "-o", "json"))
+    history = json.loads(helm("history", FULL, "-o", "json"))
+    return values, helm("get", "manifest", FULL), len(history)
+
+
+@pytest.fixture
+def spec_file(sim_lab: Path, tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "twin.yml"
+    path.write_text(SPEC)
+    if FULL in nuclab("list").stdout:
+        nuclab("delete", NAME, "--quiet")
+    yield path
+    nuclab("delete", NAME, "--quiet", check=False)
+
+
+def test_cli_and_playbook_make_the_identical_release(sim_lab: Path, spec_file: Path) -> None:
+    run_playbook("experiment.yml", "-e", f"@{spec_file}")
+    by_playbook = release()
+    assert by_playbook[2] == 1
+
+    proc = nuclab("create", "-f", str(spec_file))
+    assert "Install or upgrade" not in proc.stderr  # the CLI's own path: nothing to change
+    assert release() == by_playbook
+    # helm's record as the CLI reads it (Secrets, not the helm binary) is what helm shows
+    found = deploy.read_release(kube.Kube(str(sim_lab)), NAMESPACE, FULL)
+    assert found is not None
+    assert (found.values, found.status) == (by_playbook[0], "deployed")
+    namespace = kube.Kube(str(sim_lab)).get(f"/api/v1/namespaces/{NAMESPACE}")
+    assert deploy.NAMESPACE_LABELS.items() <= namespace["metadata"]["labels"].items()
+
+    nuclab("delete", NAME, "--quiet")
+    proc = nuclab("create", "-f", str(spec_file))
+    assert "[INFO] Install or upgrade the experiment's release (nuclab-exp-twin)" in proc.stderr
+    assert "3 of 3 peers ready" in proc.stderr
+    assert release() == by_playbook  # same values, same manifest, one revision
+
+    again = run_playbook("experiment.yml", "-e", f"@{spec_file}")
+    assert "changed=0" in again.stdout
+
+    nuclab("scale", NAME, "4", "--quiet")
+    scaled = release()
+    assert (scaled[0]["experiment"]["peers"], scaled[2]) == (4, 2)
+    again = run_playbook("experiment.yml", "-e", f"name={NAME}", "-e", "peers=4")
+    assert "changed=0" in again.stdout

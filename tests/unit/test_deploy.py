@@ -1,0 +1,162 @@
+"""nuclab.deploy: the CLI's short path does what the experiment role does, with its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nuclab import deploy
+from tests.unit.test_filter_experiment import F
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = REPO / "roles" / "experiment"
+SIM = REPO / "inventory" / "sim"
+
+
+def settings(**changes: Any) -> deploy.Settings:
+    found = deploy.lab_settings(SIM, REPO)
+    assert found is not None
+    return deploy.Settings(**{**found.__dict__, **changes})
+
+
+def test_sim_inventory_settings_are_the_roles() -> None:
+    found = deploy.lab_settings(SIM, REPO)
+    lab = yaml.safe_load((SIM / "group_vars/all/experiment.yml").read_text())
+    assert found is not None
+    assert found.namespace == lab["experiment_namespace"]
+    assert found.defaults == lab["experiment_defaults"]
+    assert found.wait_timeout == lab["experiment_wait_timeout"]
+    assert found.chart == REPO / "charts" / "experiment"
+    assert found.pod_monitor == "false"  # the role's default
+    assert found.chart_values == {}
+
+
+def test_every_setting_is_a_role_variable() -> None:
+    defaults = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
+    specs = yaml.safe_load((ROLE / "meta/argument_specs.yml").read_text())
+    assert set(deploy.SETTINGS) <= set(defaults)
+    assert set(deploy.SETTINGS) <= set(specs["argument_specs"]["main"]["options"])
+
+
+def test_the_role_waits_and_makes_the_namespace_with_nuclab_deploy() -> None:
+    # one implementation for both paths (the modules are thin wrappers over nuclab.deploy)
+    present = (ROLE / "tasks/present.yml").read_text()
+    wait = (ROLE / "tasks/wait.yml").read_text()
+    assert "nuclab_experiment_namespace:" in present
+    assert "nuclab_experiment_wait:" in wait
+    for module in ("namespace", "wait"):
+        source = (ROLE / f"library/nuclab_experiment_{module}.py").read_text()
+        assert "from nuclab import deploy, kube" in source
+
+
+def write_inventory(root: Path, group_vars: dict[str, Any], hosts: str = "hosts.yml") -> Path:
+    (root / "group_vars").mkdir(parents=True)
+    (root / "group_vars" / "all.yml").write_text(yaml.safe_dump(group_vars))
+    (root / hosts).write_text("all:\n  hosts:\n    a:\n  vars:\n    experiment_namespace: low\n")
+    return root
+
+
+def test_inventory_layers_and_what_needs_ansible(tmp_path: Path) -> None:
+    plain = write_inventory(tmp_path / "plain", {"experiment_wait_timeout": 7})
+    found = deploy.lab_settings(plain, REPO)
+    assert found is not None
+    assert (found.namespace, found.wait_timeout) == ("low", 7)  # hosts.yml vars, group_vars
+    (plain / "host_vars").mkdir()
+    (plain / "host_vars" / "localhost.yml").write_text("experiment_namespace: mine\n")
+    assert deploy.lab_settings(plain, REPO).namespace == "mine"  # type: ignore[union-attr]
+
+    templated = write_inventory(tmp_path / "t", {"experiment_namespace": "{{ lab_name }}-x"})
+    assert deploy.lab_settings(templated, REPO) is None
+    ini = write_inventory(tmp_path / "ini", {}, hosts="hosts.ini")
+    assert deploy.lab_settings(ini, REPO) is None
+    remote = write_inventory(tmp_path / "remote", {"experiment_chart_ref": "oci://x/experiment"})
+    assert deploy.lab_settings(remote, REPO) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "current", "chart_values", "exists"),
+    [
+        ({"name": "purple", "peers": 5, "cpu": 0.05}, {}, {}, False),
+        (
+            {"name": "purple", "peers": 0},
+            {"experiment": {"name": "purple", "peers": 5, "msgSize": 99}, "ports": [1]},
+            {"probe": {"enabled": True}},
+            True,
+        ),
+        ({"name": "g", "zones": ["zone-a"], "params": {"topic": "t"}}, {}, {}, False),
+    ],
+)
+def test_values_are_the_role_filters_values(
+    raw: dict[str, Any], current: dict[str, Any], chart_values: dict[str, Any], exists: bool
+) -> None:
+    lab = settings(chart_values=chart_values)
+    parsed, values = deploy.release_values(raw, lab, current, exists=exists)
+    # tasks/present.yml, filter for filter
+    full = F["nuclab_experiment_spec"](
+        raw,
+        defaults=lab.defaults,
+        base=F["nuclab_experiment_from_values"](current),
+        create=not exists,
+    )
+    overrides = deploy.experiments.deep_merge(
+        {"metrics": {"podMonitor": lab.pod_monitor}}, chart_values
+    )
+    assert values == F["nuclab_experiment_values"](full, overrides=overrides, current=current)
+    assert parsed.as_dict() == full
+
+
+def test_bad_input_raises_before_anything(tmp_path: Path) -> None:
+    with pytest.raises(deploy.spec.ValidationError, match="peers"):
+        deploy.release_values({"name": "p", "peers": 0}, settings(), {}, exists=False)
+
+
+def test_an_unchanged_release_is_not_upgraded() -> None:
+    chart = REPO / "charts" / "experiment"
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    same = deploy.Release({"a": 1}, f"experiment-{meta['version']}", meta["appVersion"], "deployed")
+    assert not deploy.chart_changes(same, chart, {"a": 1})
+    assert deploy.chart_changes(same, chart, {"a": 2})
+    older = deploy.Release({"a": 1}, "experiment-0.0.1", meta["appVersion"], "deployed")
+    assert deploy.chart_changes(older, chart, {"a": 1})
+    assert deploy.chart_changes(None, chart, {})
+
+
+def pod(name: str, phase: str = "Running", revision: str = "r1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"controller-revision-hash": revision}},
+        "status": {"phase": phase},
+    }
+
+
+def statefulset(replicas: int, ready: int) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas,
+            "updateRevision": "r1",
+        },
+    }
+
+
+def test_rollout_is_done_only_with_both_lists_and_exactly_the_peers() -> None:
+    rollout = deploy.Rollout()
+    rollout.update("pod", "LIST", [pod("p-0"), pod("p-1")])
+    assert not rollout.done(2)  # the StatefulSet is not known yet
+    rollout.update("sts", "LIST", [statefulset(2, 1)])
+    assert (rollout.done(2), rollout.ready()) == (False, 1)  # the controller counts one ready
+    rollout.update("sts", "MODIFIED", statefulset(2, 2))
+    assert rollout.done(2)
+    rollout.update("pod", "ADDED", pod("p-2", "Pending"))
+    assert not rollout.done(2)  # a third pod (still terminating, or not yet gone)
+    rollout.update("pod", "DELETED", pod("p-2"))
+    rollout.update("sts", "FAILED", "the watch broke")
+    assert rollout.done(2)
+    rollout.update("pod", "MODIFIED", pod("p-1", revision="r0"))
+    assert not rollout.done(2)  # a pod of the previous revision
