@@ -236,6 +236,13 @@ def test_probe_sidecar_placeholder(render: Render) -> None:
     assert env(probe)["NUCLAB_PROBE_INTERVAL"] == "2s"
     assert "topologySpreadConstraints" not in pod
 
+    # The RTT matrix is bounded by default (16 targets per probe); 0 measures every peer.
+    assert env(probe)["NUCLAB_PROBE_MAX_TARGETS"] == "16"
+    values = {**MATRIX["probe-and-extras"], "probe": {"enabled": True, "maxTargets": 0}}
+    pod = one(render(values), "StatefulSet")["spec"]["template"]["spec"]
+    probe = next(c for c in pod["containers"] if c["name"] == "probe")
+    assert env(probe)["NUCLAB_PROBE_MAX_TARGETS"] == "0"
+
 
 def test_helm_test_resolves_every_peer(render: Render) -> None:
     test_pod = one(render(values_for(peers=7)), "Pod")
@@ -275,6 +282,7 @@ def test_a_release_name_that_is_no_experiment_name_fails(tmp_path: Path) -> None
         ({"network": {"loss": 150}}, "loss"),
         ({"placement": {"role": "master"}}, "role"),
         ({"colour": "red"}, "colour"),
+        ({"probe": {"maxTargets": -1}}, "maxTargets"),
         ({"experiment": {"pers": 5}}, "pers"),
     ],
 )

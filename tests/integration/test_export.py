@@ -16,12 +16,9 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,17 +34,12 @@ from nuclab.export.cluster import parse_time
 from nuclab.export.dataset import sha256
 from tests.conftest import tool
 from tests.integration.conftest import run_playbook
+from tests.integration.localprom import free_port, local_prometheus
 
 STEP = 1
 POINTS = 12_500  # > 11,000: every export below needs two chunks per metric
 T0 = (int(time.time()) // 3600 - 30) * 3600  # 30 h ago, on the hour: inside default retention
 LIVE_FROM = int(time.time()) - 1800  # "live" data around now, for the Helm-release window
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def synthetic() -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, float]]]:
@@ -81,19 +73,6 @@ def synthetic() -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int,
     return data
 
 
-def openmetrics(data: dict) -> str:
-    lines = []
-    for name in sorted({k[0] for k in data}):
-        lines.append(f"# TYPE {name} gauge")
-        for (metric, labels), points in sorted(data.items()):
-            if metric != name:
-                continue
-            lab = ",".join(f'{k}="{v}"' for k, v in labels)
-            lines.extend(f"{name}{{{lab}}} {v!r} {t}" for t, v in points)
-    lines.append("# EOF")
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="module")
 def truth() -> dict:
     return synthetic()
@@ -101,37 +80,8 @@ def truth() -> dict:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory, truth: dict) -> Iterator[str]:
-    binary, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    assert binary and promtool, "needs prometheus and promtool (Debian package; run make setup)"
-    work = tmp_path_factory.mktemp("prometheus")
-    (work / "data.om").write_text(openmetrics(truth))
-    subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"),
-         str(work / "tsdb")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    (work / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
-        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("w"),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, (work / "prometheus.log").read_text()[-2000:]
-                assert time.monotonic() < deadline, "Prometheus did not become ready"
-                time.sleep(0.3)
+    with local_prometheus(tmp_path_factory.mktemp("prometheus"), truth) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 class LokiStandIn(BaseHTTPRequestHandler):
@@ -318,7 +268,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(  # noqa: PLR0917 (pytest fi
     case: str, message: str, prometheus: str, loki: type[LokiStandIn], tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    dead = _free_port()
+    dead = free_port()
     out = tmp_path / "exp1"
     extra: list[str] = []
     prom = prometheus
@@ -473,7 +423,7 @@ def test_export_playbook_writes_the_dataset_once_and_is_idempotent(
 def test_export_playbook_fails_clearly_when_prometheus_is_unreachable(
     release: Path, tmp_path: Path
 ) -> None:
-    dead = _free_port()
+    dead = free_port()
     out = tmp_path / "ds"
     proc = run_playbook(
         "playbooks/export.yml", "-e", "name=live", "-e",

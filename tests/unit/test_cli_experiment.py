@@ -89,6 +89,14 @@ def test_scale_and_delete_require_the_experiment_to_exist() -> None:
     }
 
 
+def test_delete_exports_first_unless_no_export_is_given() -> None:
+    # Without the flag the inventory decides (role default: export); --no-export turns it off.
+    default = cmd.delete_request(parse("delete", "purple"), repo=REPO)
+    assert "experiment_export" not in default.extravars
+    off = cmd.delete_request(parse("delete", "purple", "--no-export"), repo=REPO)
+    assert off.extravars["experiment_export"] is False
+
+
 @pytest.mark.parametrize(
     ("argv", "field"),
     [

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import pytest
 
 from nuclab.errors import ValidationError
 from nuclab.probe import config, nodes, wire
-from nuclab.probe.targets import Endpoint, discover, parse_target, pod_names, ring_neighbours
+from nuclab.probe.targets import (
+    Endpoint,
+    discover,
+    parse_target,
+    pod_names,
+    ring_neighbours,
+    select_from_outside,
+    select_targets,
+    spread_offsets,
+)
 
 
 def test_echo_answer_carries_the_sequence_and_the_responder_name() -> None:
@@ -76,6 +86,80 @@ def test_ring_neighbours_always_connect_every_peer(count: int) -> None:
     assert all(len(ring_neighbours(p, peers, count)) == count for p in peers)
 
 
+@pytest.mark.parametrize(("peers", "bound"), [(2, 16), (17, 16), (18, 16), (50, 16), (200, 16),
+                                              (200, 5), (200, 1), (31, 0), (1, 16)])  # fmt: skip
+def test_target_selection_is_bounded_spread_and_covers_every_peer(peers: int, bound: int) -> None:
+    chosen = {i: select_targets(i, peers, bound) for i in range(peers)}
+    want = peers - 1 if bound == 0 else min(bound, peers - 1)
+    measured_by: dict[int, int] = dict.fromkeys(range(peers), 0)
+    for i, targets in chosen.items():
+        assert len(targets) == len(set(targets)) == want  # bounded, no duplicates
+        assert i not in targets and all(0 <= t < peers for t in targets)
+        for t in targets:
+            measured_by[t] += 1
+    # Every peer is the target of exactly as many peers as each one measures (no blind spot,
+    # no hot spot), and the ring neighbours are always among them.
+    assert set(measured_by.values()) <= {want}
+    if peers > 1 and want:
+        assert all((i + 1) % peers in chosen[i] for i in range(peers))
+    # Deterministic: the same answer every time, whoever asks.
+    assert chosen == {i: select_targets(i, peers, bound) for i in range(peers)}
+
+
+def test_target_selection_strides_reach_across_the_ring() -> None:
+    offsets = spread_offsets(200, 16)
+    assert offsets[:8] == list(range(1, 9))  # the 8 next neighbours
+    far = offsets[8:]
+    assert len(far) == 8 and far == sorted(far) and far[-1] > 180
+    gaps = [b - a for a, b in itertools.pairwise(far)]
+    assert max(gaps) - min(gaps) <= 1  # evenly strided
+    # The graph "i measures i+d" has a small diameter: every peer reaches every other in few hops.
+    hops, frontier, seen = 0, {0}, {0}
+    while len(seen) < 200:
+        frontier = {(p + d) % 200 for p in frontier for d in offsets} - seen
+        seen |= frontier
+        hops += 1
+    assert hops <= 3
+
+
+def test_a_prober_outside_the_peers_gets_the_same_bounded_spread() -> None:
+    picked = select_from_outside("somebody", 100, 16)
+    assert len(picked) == len(set(picked)) == 16
+    assert picked == select_from_outside("somebody", 100, 16)
+    assert sorted(select_from_outside("somebody", 10, 0)) == list(range(10))
+
+
+def test_discovery_resolves_only_the_bounded_targets() -> None:
+    asked: list[str] = []
+
+    def resolve(host: str) -> list[str]:
+        asked.append(host)
+        return ["10.0.0.1"]
+
+    found = discover(
+        experiment="e", service="svc", peers=100, self_name="nuclab-exp-e-0", port=9,
+        max_targets=4, resolve=resolve,
+    )  # fmt: skip
+    names = [e.name for e in found]
+    assert names == [f"nuclab-exp-e-{i}" for i in sorted(select_targets(0, 100, 4))]
+    assert len(asked) == 4  # 4 DNS lookups, not 99
+    # The Service's A records (names unknown) are bounded the same way.
+    ips = [f"10.0.1.{i}" for i in range(40)]
+    found = discover(
+        experiment="", service="svc", peers=0, self_name="x", port=9, max_targets=6,
+        resolve=lambda h: ips if h == "svc" else [],
+    )  # fmt: skip
+    assert len(found) == 6 and len({e.host for e in found}) == 6
+
+
+def test_max_targets_defaults_to_16_all_for_nodes_and_comes_from_the_chart() -> None:
+    assert config.from_args(_args("--service", "s"), {}).max_targets == 16
+    assert config.from_args(_args("--node", "--service", "s"), {}).max_targets == 0
+    env = {"NUCLAB_PROBE_MAX_TARGETS": "0"}
+    assert config.from_args(_args("--service", "s"), env).max_targets == 0
+    assert config.from_args(_args("--service", "s", "--max-targets", "3"), env).max_targets == 3
+
+
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
@@ -111,6 +195,9 @@ def test_node_mode_names_itself_after_the_node() -> None:
         (["--service", "s"], {"NUCLAB_PEERS": "many"}, "NUCLAB_PEERS"),
         (["--service", "s", "--port", "70000"], {}, "--port"),
         (["--service", "s", "--pushgateway", "pgw:9091"], {}, "--pushgateway"),
+        (["--service", "s", "--max-targets", "-1"], {}, "--max-targets"),
+        (["--service", "s"], {"NUCLAB_PROBE_MAX_TARGETS": "2.5"}, "NUCLAB_PROBE_MAX_TARGETS"),
+        (["--service", "s"], {"NUCLAB_PROBE_MAX_TARGETS": "lots"}, "NUCLAB_PROBE_MAX_TARGETS"),
     ],
 )
 def test_bad_settings_name_the_field(argv: list[str], env: dict[str, str], field: str) -> None:

@@ -197,6 +197,8 @@ def delete_request(args: argparse.Namespace, repo: Path | None = None) -> Runner
         "experiment_spec": {"name": args.name},
         "experiment_must_exist": True,
     }
+    if getattr(args, "no_export", False):
+        extravars["experiment_export"] = False
     if args.timeout is not None:
         extravars["experiment_wait_timeout"] = args.timeout
     return _runner_request(args, extravars, repo)
@@ -471,7 +473,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _via_playbook(scale)
     scale.set_defaults(func=cmd_scale)
 
-    delete = subparsers.add_parser("delete", help="delete an experiment and wait until it is gone")
+    delete = subparsers.add_parser(
+        "delete",
+        help="export an experiment, then delete it and wait until it is gone",
+        description=(
+            "Export the experiment into a dataset (role export; the inventory's "
+            "lab_prometheus_url), then delete it. A failed export keeps the experiment."
+        ),
+    )
     delete.add_argument("name", help="experiment name")
+    delete.add_argument(
+        "--no-export", action="store_true", help="delete without exporting first (data is lost)"
+    )
     _common(delete)
     delete.set_defaults(func=cmd_delete)

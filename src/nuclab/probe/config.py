@@ -14,6 +14,9 @@ from nuclab.probe.targets import Endpoint, parse_port, parse_target
 
 DEFAULT_PORT = 9402
 DEFAULT_METRICS_PORT = 9403
+# Discovered peers each probe measures (0 = all): the peer x peer matrix grows with the square
+# of the peers, this keeps it linear. Node mode measures every node by default (a lab has few).
+DEFAULT_MAX_TARGETS = 16
 
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
@@ -81,6 +84,7 @@ class ProbeConfig:
     csv: str = ""
     window: int = 600
     answer_only: bool = False
+    max_targets: int = DEFAULT_MAX_TARGETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=HOST[:PORT]",
         help="probe this target instead of discovering (repeatable)",
+    )
+    a(
+        "--max-targets",
+        type=int,
+        help="discovered peers to measure, a well-spread subset; 0 = all "
+        f"(env NUCLAB_PROBE_MAX_TARGETS; default {DEFAULT_MAX_TARGETS}, all with --node)",
     )
     a("--answer-only", action="store_true", help="only answer other probes, probe no one")
     a("--bind", default="0.0.0.0", help="address to answer and probe from (default 0.0.0.0)")
@@ -133,6 +143,14 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     if interval is None:
         interval = env_number(env, "NUCLAB_PROBE_INTERVAL", 1.0, 0.0005, 3600, duration=True)
     tcp_every = args.tcp_every if args.tcp_every is not None else 10
+    max_targets = args.max_targets
+    if max_targets is None:
+        fallback = 0 if node else DEFAULT_MAX_TARGETS
+        max_targets = env_number(env, "NUCLAB_PROBE_MAX_TARGETS", fallback, 0, 100_000)
+        if max_targets != int(max_targets):
+            raise ValidationError(
+                "NUCLAB_PROBE_MAX_TARGETS", env["NUCLAB_PROBE_MAX_TARGETS"], "a whole number"
+            )
     cfg = ProbeConfig(
         name=name,
         experiment=args.experiment or env.get("NUCLAB_EXPERIMENT", ""),
@@ -154,6 +172,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         csv=args.csv or "",
         window=int(check_range("--window", args.window, 1, 1_000_000)),
         answer_only=bool(args.answer_only),
+        max_targets=int(check_range("--max-targets", max_targets, 0, 100_000)),
     )
     if not cfg.targets and not cfg.service and not cfg.answer_only:
         raise ValidationError(

@@ -27,6 +27,7 @@ def _discover(cfg: ProbeConfig) -> list:
         self_name=cfg.name,
         port=cfg.port,
         statefulset=cfg.statefulset,
+        max_targets=cfg.max_targets,
     )
 
 

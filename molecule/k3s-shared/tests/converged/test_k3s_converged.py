@@ -8,6 +8,7 @@ kernel has no loadable modules (no /proc/modules), so only the boot-time list is
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -110,6 +111,16 @@ def test_image_tarballs_are_in_the_import_folder(host) -> None:
     tarball = host.file("/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar")
     assert tarball.is_file
     assert tarball.mode == 0o644
+
+
+def test_extra_image_tarball_is_in_the_import_folder_and_was_not_imported_by_hand(host) -> None:
+    # Copied before K3s first started: K3s imports the folder at start (the test double does
+    # not: there is no containerd here), so the role ran no `k3s ctr images import`.
+    source = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "extra-images" / "nuclab-tools.tar"
+    tarball = host.file("/var/lib/rancher/k3s/agent/images/nuclab-tools.tar")
+    assert tarball.is_file and tarball.mode == 0o644
+    assert tarball.sha256sum == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert not host.file("/var/lib/rancher/k3s/test-double/imports.log").exists
 
 
 def test_unit_is_enabled_active_and_runs_the_binary(host) -> None:

@@ -3,6 +3,7 @@ restarted exactly once, servers one after the other in inventory order."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -40,3 +41,15 @@ def test_servers_restarted_one_after_the_other(host) -> None:
     # ISO timestamps sort as times; serial: 1 leaves seconds between two servers' restarts.
     assert restarts == sorted(restarts)
     assert len(set(restarts)) == len(restarts), restarts
+
+
+def test_the_changed_extra_image_was_imported_once_into_the_running_k3s(host) -> None:
+    # The side effect changed the tarball while K3s ran: the role copied it and ran
+    # `k3s ctr --namespace k8s.io images import` once (recorded by the test double: no
+    # containerd runs here, so what the import would do inside containerd is not shown).
+    source = NEXT.parent / "extra-images" / "nuclab-tools.tar"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    dest = "/var/lib/rancher/k3s/agent/images/nuclab-tools.tar"
+    assert host.file(dest).sha256sum == digest
+    log = host.file("/var/lib/rancher/k3s/test-double/imports.log").content_string
+    assert [line.split()[1:] for line in log.splitlines()] == [[digest, dest]]
