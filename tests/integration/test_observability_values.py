@@ -54,6 +54,8 @@ def test_kube_prometheus_stack_fits_k3s(values: dict[str, Any]) -> None:
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["resources"]["requests"]["storage"] == "20Gi"
     assert spec["resources"]["requests"]["memory"] and spec["resources"]["limits"]["memory"]
+    # The controller reaches Prometheus on a NodePort (nuclab export, export before delete).
+    assert kps["prometheus"]["service"] == {"type": "NodePort", "nodePort": 30090}
     assert kps["kube-state-metrics"]["metricLabelsAllowlist"][0] == "pods=[nuclab.io/experiment]"
     grafana = kps["grafana"]
     assert grafana["admin"] == {
@@ -129,6 +131,7 @@ def test_kepler_runs_per_telemetry_mode(values: dict[str, Any]) -> None:
         ("logging_loki_volume_size", "ten", "whole number of Mi, Gi or Ti"),
         ("logging_loki_retention", "a week", "duration"),
         ("kepler_telemetry_modes", ["cpu", "rapl"], "telemetry modes"),
+        ("monitoring_prometheus_node_port", 9090, "30000 to 32767"),
     ],
 )
 def test_bad_input_is_rejected_naming_the_variable(
@@ -138,6 +141,11 @@ def test_bad_input_is_rejected_naming_the_variable(
     assert proc.returncode != 0
     assert variable in proc.stdout and allowed in proc.stdout
     assert not (tmp_path / "artifacts" / "values").exists(), "preflight must stop before any change"
+
+
+def test_prometheus_can_stay_inside_the_cluster(tmp_path: Path) -> None:
+    values = render_values(tmp_path, extra_vars={"monitoring_prometheus_node_port": 0})
+    assert "service" not in values["kube-prometheus-stack.yaml"]["prometheus"]
 
 
 def test_unknown_node_telemetry_mode_is_rejected(tmp_path: Path) -> None:
