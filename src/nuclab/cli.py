@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("experiment", "create (or update) an experiment and wait for its peers"),
     "list": ("experiment", "list the experiments"),
     "scale": ("experiment", "scale an experiment (0 pauses it)"),
-    "delete": ("experiment", "delete an experiment and wait until it is gone"),
+    "delete": ("experiment", "export an experiment, then delete it and wait until it is gone"),
     "export": (
         "export",
         "export an experiment's metrics and logs into a dataset (Parquet + manifest)",
