@@ -1,14 +1,16 @@
-"""``nuclab export`` against a real Prometheus (Debian package) loaded with known samples.
+"""``nuclab export`` against a real Prometheus (Debian package) loaded with known samples, and a
+real Loki loaded with known log lines.
 
 The samples are generated here, written as OpenMetrics and backfilled with ``promtool tsdb
 create-blocks-from openmetrics``; a Prometheus started on loopback serves them. The export must
 return exactly those values, across windows longer than one 11,000-point chunk.
 
-Loki is NOT available on this machine (no Debian package, no binary on PyPI; building it from
-its Go module costs more than the whole test tier). The log tests therefore run the Loki
-*client* against ``LokiStandIn`` below: a minimal HTTP server that answers Loki's documented
-``/loki/api/v1/query_range`` shape. It is a stand-in, not Loki: it proves our paging, ordering
-and failure handling, not compatibility with a particular Loki release.
+The log lines are pushed through Loki's push API into a single-binary Loki (``lab_loki_version``,
+built by ``make setup`` from Loki's Go module; see ``tests/integration/localloki.py``) for two
+experiments. The export must return exactly the first experiment's lines, in time order, across
+several ``query_range`` pages. One failure a real Loki cannot be made to produce on demand (an
+error on the second page of a query) is injected by ``FailOnSecondPage``, a small proxy in front
+of the real Loki: it is a stand-in for that failure only.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
@@ -32,8 +35,10 @@ import pytest
 from nuclab.cli import main as nuclab
 from nuclab.export.cluster import parse_time
 from nuclab.export.dataset import sha256
+from nuclab.export.loki import Loki
 from tests.conftest import tool
 from tests.integration.conftest import run_playbook
+from tests.integration.localloki import local_loki, push, query_range_requests
 from tests.integration.localprom import free_port, local_prometheus
 
 STEP = 1
@@ -84,42 +89,79 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, truth: dict) -> Iterato
         yield url
 
 
-class LokiStandIn(BaseHTTPRequestHandler):
-    """A STAND-IN for Loki's query_range API (see the module docstring): streams of lines, paged
-    by ``limit`` in forward direction; ``fail_after`` answers 500 after that many pages."""
+LINES = 12_000  # > 2 x the client's 5,000-line page: the export reads at least three pages
+TWIN = 4_999  # the last line of the first page; two more lines share its nanosecond
 
-    entries: ClassVar[list[tuple[int, dict[str, str], str]]] = []
-    fail_after: ClassVar[int | None] = None
+
+def log_truth() -> list[tuple[int, dict[str, str], str]]:
+    """(timestamp ns, stream labels, line) of every line pushed to Loki, in time order."""
+    base = T0 * 1_000_000_000
+    out = [
+        (base + i * 1_000_000_000 + i % 3,
+         {"experiment": "exp1", "pod": f"nuclab-exp-exp1-{i % 2}"},
+         f"sending at {datetime.fromtimestamp(T0 + i, UTC):%Y-%m-%dT%H:%M:%S}.000000Z seq={i}")
+        for i in range(LINES)
+    ]  # fmt: skip
+    # Same nanosecond, other streams, other lines: paging must keep all three, once each.
+    twin = out[TWIN][0]
+    out += [(twin, {"experiment": "exp1", "pod": pod}, f"twin of {TWIN} in {pod}") for pod in "yz"]
+    # Another experiment in the same window, interleaved: never part of exp1's dataset.
+    out += [
+        (base + i * 7_000_000_000 + 1, {"experiment": "exp2", "pod": "nuclab-exp-exp2-0"},
+         f"exp2 line {i}")
+        for i in range(LINES // 7)
+    ]  # fmt: skip
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def logs() -> list[tuple[int, dict[str, str], str]]:
+    return log_truth()
+
+
+@pytest.fixture(scope="module")
+def loki(tmp_path_factory: pytest.TempPathFactory, logs: list) -> Iterator[str]:
+    """A real Loki holding ``logs`` (pushed through its push API); yields its base URL."""
+    with local_loki(tmp_path_factory.mktemp("loki")) as url:
+        streams: dict[tuple[tuple[str, str], ...], list[tuple[int, str]]] = {}
+        for ts, labels, line in logs:
+            streams.setdefault(tuple(sorted(labels.items())), []).append((ts, line))
+        push(url, [(dict(k), v) for k, v in streams.items()])
+        yield url
+
+
+def _ns(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 UTC time with nine fraction digits."""
+    sec = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    assert text[19] == "." and text.endswith("Z") and len(text) == 30, text
+    return int(sec.timestamp()) * 1_000_000_000 + int(text[20:29])
+
+
+def _assert_same_lines_in_order(got: list[tuple[int, str]], want: list[tuple[int, str]]) -> None:
+    """``got`` is ``want`` in time order; lines of one nanosecond may come in any order."""
+    assert [ts for ts, _ in got] == sorted(ts for ts, _ in got), "not in time order"
+    assert len(got) == len(want)
+    assert sorted(got) == sorted(want)  # every line, once
+
+
+class FailOnSecondPage(BaseHTTPRequestHandler):
+    """STAND-IN FOR A FAILURE, not for Loki: forwards requests to the real Loki at ``upstream``
+    but answers 500 to every ``query_range`` after the first (a Loki that breaks mid-export)."""
+
+    upstream: ClassVar[str] = ""
     pages: ClassVar[int] = 0
-    url: ClassVar[str] = ""
 
     def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if url.path == "/loki/api/v1/labels":
-            return self._send(200, {"status": "success", "data": ["experiment"]})
-        if url.path != "/loki/api/v1/query_range":
-            return self._send(404, {"status": "error"})
         cls = type(self)
-        cls.pages += 1
-        if cls.fail_after is not None and cls.pages > cls.fail_after:
-            return self._send(500, {"status": "error", "error": "stand-in failure"})
-        start, end, limit = int(q["start"]), int(q["end"]), int(q["limit"])
-        want = q["query"].strip("{}").replace('"', "").split("=")
-        hits = [
-            e for e in cls.entries
-            if start <= e[0] < end and e[1].get(want[0]) == want[1]
-        ][:limit]  # fmt: skip
-        streams: dict[tuple, list] = {}
-        for ts, labels, line in hits:
-            streams.setdefault(tuple(sorted(labels.items())), []).append([str(ts), line])
-        result = [{"stream": dict(k), "values": v} for k, v in streams.items()]
-        return self._send(
-            200, {"status": "success", "data": {"resultType": "streams", "result": result}}
-        )
+        if urlsplit(self.path).path == "/loki/api/v1/query_range":
+            cls.pages += 1
+            if cls.pages > 1:
+                return self._send(500, b"injected failure on page 2")
+        with urllib.request.urlopen(f"{cls.upstream}{self.path}", timeout=60) as resp:
+            return self._send(resp.status, resp.read())
 
-    def _send(self, code: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
+    def _send(self, code: int, raw: bytes) -> None:
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
@@ -131,26 +173,13 @@ class LokiStandIn(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def loki() -> Iterator[type[LokiStandIn]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), LokiStandIn)
+def failing_loki(loki: str) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FailOnSecondPage)
+    FailOnSecondPage.upstream, FailOnSecondPage.pages = loki, 0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    LokiStandIn.pages, LokiStandIn.fail_after = 0, None
-    base = T0 * 1_000_000_000
-    LokiStandIn.entries = [
-        (base + i * 1_000_000_000 + (i % 3),
-         {"experiment": "exp1", "pod": f"nuclab-exp-exp1-{i % 2}"},
-         f"sending at {datetime.fromtimestamp(T0 + i, UTC):%Y-%m-%dT%H:%M:%S}.000000Z seq={i}")
-        for i in range(12_000)
-    ] + [(base + 5, {"experiment": "other", "pod": "x"}, "not ours")]  # fmt: skip
-    # Same nanosecond, different lines: paging must keep both.
-    LokiStandIn.entries.append(
-        (base + 5_000 * 1_000_000_000, {"experiment": "exp1", "pod": "z"}, "twin")
-    )
-    LokiStandIn.entries.sort(key=lambda e: e[0])
-    LokiStandIn.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield LokiStandIn
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -238,19 +267,41 @@ def test_export_returns_exactly_the_backfilled_samples_across_chunks(
     assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".report*"))
 
 
-def test_export_writes_the_logs_as_json_lines(
-    prometheus: str, loki: type[LokiStandIn], tmp_path: Path
+def test_export_writes_exactly_the_experiments_loki_lines_as_json_lines(
+    prometheus: str, loki: str, logs: list, tmp_path: Path
 ) -> None:
     out = tmp_path / "exp1"
-    assert _export(prometheus, out, "--loki-url", loki.url) == 0
-    lines = [json.loads(x) for x in (out / "logs" / "logs.jsonl").read_text().splitlines()]
-    end_ns = (T0 + POINTS - 1) * 1_000_000_000
-    want = [e for e in loki.entries if e[1]["experiment"] == "exp1" and e[0] < end_ns]
-    assert [x["line"] for x in lines] == [e[2] for e in want]  # all, in order, none twice
-    assert lines[0]["time"].endswith("Z") and lines[0]["labels"]["experiment"] == "exp1"
-    assert loki.pages >= 3
+    before = query_range_requests(loki)
+    assert _export(prometheus, out, "--loki-url", loki) == 0
+    pages = query_range_requests(loki) - before
+    records = [json.loads(x) for x in (out / "logs" / "logs.jsonl").read_text().splitlines()]
+    want = [e for e in logs if e[1]["experiment"] == "exp1"]
+    _assert_same_lines_in_order(
+        [(_ns(r["time"]), r["line"]) for r in records], [(ts, line) for ts, _, line in want]
+    )
+    pushed = {line: labels for _, labels, line in want}
+    for r in records:  # each line with its own stream's labels (Loki may add labels of its own)
+        assert pushed[r["line"]].items() <= r["labels"].items(), r
+    assert pages >= 3  # 12,002 lines at 5,000 a page, counted by Loki itself
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["logs"]["lines"] == len(want)
+    assert manifest["logs"]["query"] == '{experiment="exp1"}'
+
+
+@pytest.mark.parametrize("limit", [4, 5, 7])
+def test_loki_client_pages_a_real_loki_without_losing_or_repeating_lines(
+    limit: int, loki: str, logs: list
+) -> None:
+    """Small pages around the three lines of one nanosecond: page edges fall on and next to it."""
+    twin = next(ts for ts, _, line in logs if line.endswith(f"seq={TWIN}"))
+    start, end = twin - 10 * 1_000_000_000, twin + 10 * 1_000_000_000
+    want = [(ts, line) for ts, labels, line in logs
+            if labels["experiment"] == "exp1" and start <= ts < end]  # fmt: skip
+    before = query_range_requests(loki)
+    got = list(Loki(loki).entries('{experiment="exp1"}', start, end, limit=limit))
+    assert query_range_requests(loki) - before >= len(want) // limit
+    _assert_same_lines_in_order([(ts, line) for ts, _, line in got], want)
+    assert all(labels["experiment"] == "exp1" for _, labels, _ in got)
 
 
 @pytest.mark.parametrize(
@@ -261,11 +312,12 @@ def test_export_writes_the_logs_as_json_lines(
         ("no-data", "Prometheus has no data between"),
         ("exists", "output: "),
         ("local-time", "--start: '2025-01-01T10:00:00' is not allowed"),
-        ("loki-fails-midway", "answered 500: "),
+        ("loki-bad-query", "answered 400: "),
+        ("loki-fails-midway", "answered 500: injected failure on page 2"),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(  # noqa: PLR0917 (pytest fixtures)
-    case: str, message: str, prometheus: str, loki: type[LokiStandIn], tmp_path: Path,
+    case: str, message: str, prometheus: str, request: pytest.FixtureRequest, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     dead = free_port()
@@ -282,9 +334,10 @@ def test_bad_input_fails_clearly_and_writes_nothing(  # noqa: PLR0917 (pytest fi
     elif case == "exists":
         out.mkdir()
         (out / "keep.txt").write_text("a previous dataset")
-    elif case == "loki-fails-midway":
-        loki.fail_after = 1
-        extra = ["--loki-url", loki.url]
+    elif case == "loki-bad-query":  # the real Loki refuses LogQL it cannot parse
+        extra = ["--loki-url", request.getfixturevalue("loki"), "--log-query", "{experiment=}"]
+    elif case == "loki-fails-midway":  # the real Loki behind FailOnSecondPage
+        extra = ["--loki-url", request.getfixturevalue("failing_loki")]
     if case == "local-time":
         argv = ["export", "exp1", "--prometheus-url", prom, "--output", str(out),
                 "--start", "2025-01-01T10:00:00", "--end", "2025-01-01T11:00:00Z"]  # fmt: skip
