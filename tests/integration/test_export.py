@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nuclab.cli import main as nuclab
+from nuclab.errors import NuclabError
 from nuclab.export.cluster import parse_time
 from nuclab.export.dataset import sha256
 from nuclab.export.loki import Loki
@@ -302,6 +303,16 @@ def test_loki_client_pages_a_real_loki_without_losing_or_repeating_lines(
     assert query_range_requests(loki) - before >= len(want) // limit
     _assert_same_lines_in_order([(ts, line) for ts, _, line in got], want)
     assert all(labels["experiment"] == "exp1" for _, labels, _ in got)
+
+
+def test_loki_client_refuses_to_drop_lines_that_share_a_nanosecond_beyond_a_page(
+    loki: str, logs: list
+) -> None:
+    """Three lines of one nanosecond and pages of 2: the third cannot be reached by time."""
+    twin = next(ts for ts, _, line in logs if line.endswith(f"seq={TWIN}"))
+    start, end = twin - 10 * 1_000_000_000, twin + 10 * 1_000_000_000
+    with pytest.raises(NuclabError, match=f"at least 2 lines .* at one nanosecond \\({twin}\\)"):
+        list(Loki(loki).entries('{experiment="exp1"}', start, end, limit=2))
 
 
 @pytest.mark.parametrize(

@@ -53,5 +53,11 @@ class Loki:
                 seen_at_cursor.add(key)
                 fresh += 1
                 yield ts, labels, line
-            if len(page) < limit or fresh == 0:
+            if len(page) < limit:
                 return
+            if fresh == 0:  # a full page of lines already returned: all at the cursor's ns
+                raise NuclabError(
+                    f"Loki has at least {limit} lines of {query!r} at one nanosecond "
+                    f"({cursor}): paging by time cannot get past them; export with a larger "
+                    "page size (limit)"
+                )
