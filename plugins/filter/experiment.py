@@ -102,35 +102,6 @@ def nuclab_experiment_values(
     )
 
 
-def nuclab_experiment_rolled_out(statefulset: Any, peers: Any) -> bool:
-    """Whether the StatefulSet has exactly ``peers`` ready pods at its current revision."""
-    name = "nuclab_experiment_rolled_out"
-    return experiments.statefulset_rolled_out(
-        _mapping(name, "a StatefulSet", statefulset), _peers(name, peers)
-    )
-
-
-def nuclab_experiment_rollout(pods: Any, statefulset: Any, peers: Any) -> dict[str, Any]:
-    """Counts of the experiment's pods, and ``done`` when exactly ``peers`` run."""
-    name = "nuclab_experiment_rollout"
-    sts = _mapping(name, "a StatefulSet", statefulset) if statefulset is not None else None
-    return experiments.rollout_state(sts, _list(name, "pods", pods), _peers(name, peers))
-
-
-def nuclab_experiment_pending(
-    pods: Any, experiment: Any, peers: Any, events: Any = None, waited: Any = None
-) -> str:
-    """One message: how many peers run, and why the others do not (the scheduler's reason)."""
-    name = "nuclab_experiment_pending"
-    return experiments.pending_report(
-        str(experiment),
-        _peers(name, peers),
-        _list(name, "pods", pods),
-        _list(name, "events", events),
-        waited=float(waited) if waited is not None else None,
-    )
-
-
 def nuclab_experiment_rows(statefulsets: Any) -> list[dict[str, Any]]:
     """One row per experiment (EXPERIMENT, FULLNAME, SCALE, RUNNING, STARTED AT, AGE)."""
     items = _list("nuclab_experiment_rows", "StatefulSets", statefulsets)
@@ -153,9 +124,6 @@ class FilterModule:
             "nuclab_experiment_spec": nuclab_experiment_spec,
             "nuclab_experiment_from_values": nuclab_experiment_from_values,
             "nuclab_experiment_values": nuclab_experiment_values,
-            "nuclab_experiment_rolled_out": nuclab_experiment_rolled_out,
-            "nuclab_experiment_rollout": nuclab_experiment_rollout,
-            "nuclab_experiment_pending": nuclab_experiment_pending,
             "nuclab_experiment_rows": nuclab_experiment_rows,
             "nuclab_experiment_table": nuclab_experiment_table,
         }

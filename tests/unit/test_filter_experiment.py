@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from nuclab import experiments
 from nuclab.errors import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def pod(index: int, phase: str = "Running", revision: str = "nuclab-exp-x-1", **
 
 def test_every_filter_is_exported_with_the_nuclab_prefix() -> None:
     assert all(name.startswith("nuclab_experiment_") for name in F)
-    assert len(F) == 10
+    assert len(F) == 7
 
 
 def test_spec_filter_returns_every_field() -> None:
@@ -125,24 +126,24 @@ def test_names() -> None:
         F["nuclab_experiment_fullname"]("")
 
 
+# The rollout and the pending report: nuclab.experiments, which the role's wait module and
+# `nuclab create` share (nuclab.deploy).
 def test_rolled_out_needs_observed_generation_and_all_counts() -> None:
-    assert F["nuclab_experiment_rolled_out"](sts("x", 5, 5), 5)
-    assert not F["nuclab_experiment_rolled_out"](sts("x", 5, 4), 5)
-    assert not F["nuclab_experiment_rolled_out"](sts("x", 5, 5, observedGeneration=1), 5)
-    assert not F["nuclab_experiment_rolled_out"](sts("x", 5, 5), 10)
-    assert F["nuclab_experiment_rolled_out"](sts("x", 0, 0, updatedReplicas=0), "0")
-    assert not F["nuclab_experiment_rolled_out"]({}, 1)
+    assert experiments.statefulset_rolled_out(sts("x", 5, 5), 5)
+    assert not experiments.statefulset_rolled_out(sts("x", 5, 4), 5)
+    assert not experiments.statefulset_rolled_out(sts("x", 5, 5, observedGeneration=1), 5)
+    assert not experiments.statefulset_rolled_out(sts("x", 5, 5), 10)
+    assert experiments.statefulset_rolled_out(sts("x", 0, 0, updatedReplicas=0), 0)
+    assert not experiments.statefulset_rolled_out({}, 1)
 
 
 def test_rollout_counts_running_pods_at_the_current_revision() -> None:
     pods = [pod(i) for i in range(3)]
-    assert F["nuclab_experiment_rollout"](pods, sts("x", 3, 3), 3)["done"]
+    assert experiments.rollout_state(sts("x", 3, 3), pods, 3)["done"]
     old = [*pods[:2], pod(2, revision="nuclab-exp-x-0")]
-    assert not F["nuclab_experiment_rollout"](old, sts("x", 3, 3), 3)["done"]
-    state = F["nuclab_experiment_rollout"]([*pods, pod(3, "Pending")], sts("x", 3, 3), 3)
+    assert not experiments.rollout_state(sts("x", 3, 3), old, 3)["done"]
+    state = experiments.rollout_state(sts("x", 3, 3), [*pods, pod(3, "Pending")], 3)
     assert state == {"done": False, "peers": 3, "pods": 4, "running": 3}
-    with pytest.raises(AnsibleFilterError, match="expected pods"):
-        F["nuclab_experiment_rollout"]("pods", None, 3)
 
 
 def test_pending_report_names_the_schedulers_reason() -> None:
@@ -157,7 +158,7 @@ def test_pending_report_names_the_schedulers_reason() -> None:
         ]
     }
     pods = [pod(0), pod(1), *[pod(i, "Pending", **unschedulable) for i in range(2, 10)]]
-    report = F["nuclab_experiment_pending"](pods, "big", 10, [], waited=30)
+    report = experiments.pending_report("big", 10, pods, [], waited=30)
     assert report.startswith("experiment 'big': 2 of 10 peers running after 30s")
     assert "8 pod(s) Unschedulable: 0/6 nodes are available: 4 Insufficient cpu." in report
     assert "nuclab-exp-x-2, nuclab-exp-x-3" in report
@@ -173,7 +174,7 @@ def test_pending_report_falls_back_to_warning_events() -> None:
             "message": "0/6 nodes are available: 6 node(s) didn't match Pod's node affinity",
         }
     ]
-    report = F["nuclab_experiment_pending"]([pod(0, "Pending")], "x", 1, events)
+    report = experiments.pending_report("x", 1, [pod(0, "Pending")], events)
     assert "FailedScheduling: 0/6 nodes are available" in report
 
 
