@@ -47,9 +47,11 @@ def test_the_role_waits_and_makes_the_namespace_with_nuclab_deploy() -> None:
     wait = (ROLE / "tasks/wait.yml").read_text()
     assert "nuclab_experiment_namespace:" in present
     assert "nuclab_experiment_wait:" in wait
+    helper = (ROLE / "module_utils/nuclab_api.py").read_text()
+    assert "from nuclab import deploy, kube" in helper
     for module in ("namespace", "wait"):
         source = (ROLE / f"library/nuclab_experiment_{module}.py").read_text()
-        assert "from nuclab import deploy, kube" in source
+        assert "deploy, kube = nuclab_modules(module)" in source
 
 
 def write_inventory(root: Path, group_vars: dict[str, Any], hosts: str = "hosts.yml") -> Path:

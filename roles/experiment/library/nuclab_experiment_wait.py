@@ -58,9 +58,8 @@ EXAMPLES = r"""
 RETURN = r"""
 """
 
-import sys  # noqa: E402 (Ansible: documentation before imports)
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (documentation first)
+from ansible.module_utils.nuclab_api import nuclab_modules  # noqa: E402
 
 
 def main() -> None:
@@ -76,13 +75,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        from nuclab import deploy, kube
-    except ImportError:
-        if not params["src"]:
-            module.fail_json(msg="the nuclab package is not importable and src is not set")
-        sys.path.insert(0, params["src"])
-        from nuclab import deploy, kube
+    deploy, kube = nuclab_modules(module)
     try:
         client = kube.Kube(params["kubeconfig"])
         deploy.wait_for_peers(
