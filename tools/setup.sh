@@ -89,6 +89,35 @@ go_tools() {
     (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$edir/etcd" ./cmd/etcd)
     rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
   fi
+  # The parts a K3s agent runs, for the simulated lab's real nodes (sim_node_kind: real).
+  if [ ! -x "$kdir/kubelet" ] || [ ! -x "$kdir/kube-proxy" ]; then
+    log "building kubelet and kube-proxy $kube (a few minutes after the control plane, once)"
+    rm -rf "$kdir.node.tmp" && mkdir -p "$kdir.node.tmp"
+    (cd "$repo/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$kdir.node.tmp/" \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+    mv "$kdir.node.tmp"/* "$kdir/" && rmdir "$kdir.node.tmp"
+  fi
+  local containerd coredns
+  containerd=$(version lab_containerd_version)
+  coredns=$(version lab_coredns_version)
+  if [ ! -x "$tools/containerd-$containerd/containerd-shim-runc-v2" ]; then
+    log "building containerd $containerd (containerd, its runc shim, ctr)"
+    # Without cgo the btrfs snapshotter is left out (overlayfs is what the real nodes use).
+    grep -q "github.com/containerd/containerd/v2 $containerd\$" "$repo/tools/containerd/go.mod" \
+      || die "tools/containerd/go.mod does not require containerd $containerd (versions.yml says so)"
+    rm -rf "$tools/containerd-$containerd.tmp" && mkdir -p "$tools/containerd-$containerd.tmp"
+    (cd "$repo/tools/containerd" && CGO_ENABLED=0 go build -trimpath \
+      -ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$containerd" \
+      -o "$tools/containerd-$containerd.tmp/" github.com/containerd/containerd/v2/cmd/containerd \
+      github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+      github.com/containerd/containerd/v2/cmd/ctr)
+    rm -rf "$tools/containerd-$containerd" && mv "$tools/containerd-$containerd.tmp" "$tools/containerd-$containerd"
+  fi
+  if [ ! -x "$tools/coredns-$coredns/coredns" ]; then
+    log "building CoreDNS $coredns"
+    CGO_ENABLED=0 GOBIN="$tools/coredns-$coredns" go install -trimpath -ldflags="-s -w" \
+      "github.com/coredns/coredns@$coredns"
+  fi
   if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
     log "building kwok $kwok"
     CGO_ENABLED=0 GOBIN="$tools/kwok-$kwok" go install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok"
@@ -98,7 +127,11 @@ go_tools() {
     CGO_ENABLED=0 GOBIN="$tools/helm-$helm" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@$helm"
   fi
   local b
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sfn "$kdir/$b" "$tools/bin/$b"; done
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
+    ln -sfn "$kdir/$b" "$tools/bin/$b"
+  done
+  for b in containerd containerd-shim-runc-v2 ctr; do ln -sfn "$tools/containerd-$containerd/$b" "$tools/bin/$b"; done
+  ln -sfn "$tools/coredns-$coredns/coredns" "$tools/bin/coredns"
   ln -sfn "$edir/etcd" "$tools/bin/etcd"
   ln -sfn "$tools/kwok-$kwok/kwok" "$tools/bin/kwok"
   ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"

@@ -51,6 +51,7 @@ def _node(data: Any) -> lab.LabNode:
         labels=dict(data["node_labels"]),
         taints=tuple(data["taints"]),
         capacity=dict(data["capacity"]),
+        kind=data.get("kind", "kwok"),
     )
 
 
@@ -75,6 +76,38 @@ def nuclab_sim_node_plan(existing: Any, nodes: Any, kubernetes_version: str) -> 
     return lab.sim_node_plan(existing, [_node(n) for n in nodes], kubernetes_version)
 
 
+def nuclab_sim_real_nodes(
+    nodes: Any, bridge_address: str, pod_network: str, kwok_pod_network: str
+) -> list[dict[str, Any]]:
+    """The real nodes of a simulated lab with their namespace, links and addresses."""
+    if not isinstance(nodes, list):
+        raise AnsibleFilterError("nuclab_sim_real_nodes: expected a list of nodes")
+    try:
+        return [
+            n.as_dict()
+            for n in lab.real_nodes(
+                [_node(n) for n in nodes], bridge_address, pod_network, kwok_pod_network
+            )
+        ]
+    except (NuclabError, ValueError) as exc:
+        raise AnsibleFilterError(f"nuclab_sim_real_nodes: {exc}") from exc
+
+
+def nuclab_sim_kubelet_certs(real_nodes: Any) -> list[dict[str, Any]]:
+    """The client and serving certificates of the real nodes' kubelets."""
+    if not isinstance(real_nodes, list):
+        raise AnsibleFilterError("nuclab_sim_kubelet_certs: expected nuclab_sim_real_nodes")
+    return lab.kubelet_certs([lab.RealNode(**n) for n in real_nodes])
+
+
+def nuclab_sim_real_preflight(real_nodes: Any, uid: int, meminfo: str, node_mib: int) -> list[str]:
+    """Why this machine cannot run the real nodes, one message per host."""
+    if not isinstance(real_nodes, list):
+        raise AnsibleFilterError("nuclab_sim_real_preflight: expected nuclab_sim_real_nodes")
+    nodes = [lab.RealNode(**n) for n in real_nodes]
+    return lab.real_node_problems(nodes, int(uid), str(meminfo), int(node_mib))
+
+
 class FilterModule:
     """Lab inventory filters."""
 
@@ -85,4 +118,7 @@ class FilterModule:
             "nuclab_node_patch": nuclab_node_patch,
             "nuclab_node_patches": nuclab_node_patches,
             "nuclab_sim_node_plan": nuclab_sim_node_plan,
+            "nuclab_sim_real_nodes": nuclab_sim_real_nodes,
+            "nuclab_sim_kubelet_certs": nuclab_sim_kubelet_certs,
+            "nuclab_sim_real_preflight": nuclab_sim_real_preflight,
         }

@@ -7,6 +7,7 @@ filters in ``plugins/filter/lab.py`` are thin wrappers over these functions.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ ROLE_LABEL = PREFIX + "role"
 TELEMETRY_LABEL = PREFIX + "telemetry"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 SIM_LABEL = PREFIX + "simulated"
+# On the simulated lab: whether a node is a kwok node (nothing runs) or a real kubelet node.
+NODE_KINDS = ("kwok", "real")
+KIND_LABEL = PREFIX + "node-kind"
 # node-role.kubernetes.io/* may only be set through the API (the kubelet refuses it); the lab
 # sets it for its own roles so that `kubectl get nodes` shows them. K3s labels its servers
 # (control-plane, etcd, master) itself: those are not the lab's to manage.
 NODE_ROLE_LABELS = {role: f"node-role.kubernetes.io/{role}" for role in AGENT_ROLES}
-RESERVED_KEYS = ("role", "telemetry", "simulated")
+RESERVED_KEYS = ("role", "telemetry", "simulated", "node-kind")
 
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -54,6 +58,7 @@ class LabNode:
     labels: dict[str, str] = field(default_factory=dict)  # full keys, nuclab.io/ included
     taints: tuple[dict[str, str], ...] = ()  # full keys
     capacity: dict[str, str] = field(default_factory=dict)  # simulated lab only
+    kind: str = "kwok"  # simulated lab only: kwok or real (sim_node_kind)
 
     def desired_labels(self) -> dict[str, str]:
         labels = {ROLE_LABEL: self.role, TELEMETRY_LABEL: self.telemetry, **self.labels}
@@ -74,13 +79,14 @@ class LabNode:
             "node_labels": dict(self.labels),
             "taints": [dict(t) for t in self.taints],
             "capacity": dict(self.capacity),
+            "kind": self.kind,
         }
 
 
 def is_managed_label(key: str) -> bool:
     """Labels the lab owns: set from the inventory and removed when the inventory drops them."""
     return (
-        (key.startswith(PREFIX) and key != SIM_LABEL)
+        (key.startswith(PREFIX) and key not in (SIM_LABEL, KIND_LABEL))
         or key == ZONE_LABEL
         or key in NODE_ROLE_LABELS.values()
     )
@@ -232,6 +238,14 @@ def lab_node(
             )
         capacity[resource] = _quantity(host, f"node_capacity.{resource}", amount, "an amount")
 
+    kind = hostvars.get("sim_node_kind", "kwok")
+    if kind not in NODE_KINDS:
+        raise ValidationError(
+            f"host {host}: sim_node_kind",
+            kind,
+            "kwok (the default: scheduled, nothing runs) or real (a kubelet node, pods run)",
+        )
+
     return LabNode(
         host=host,
         name=name,
@@ -241,6 +255,7 @@ def lab_node(
         labels=labels,
         taints=_taints(host, hostvars.get("node_taints")),
         capacity=capacity,
+        kind=kind,
     )
 
 
@@ -407,18 +422,128 @@ def sim_node_plan(
     create: list[dict[str, Any]] = []
     recreate: list[dict[str, Any]] = []
     for node in nodes:
+        if node.kind != "kwok":  # a real node's kubelet registers it
+            continue
         have = by_name.get(node.name)
         definition = sim_node(node, kubernetes_version)
         if have is None:
             create.append(definition)
             continue
         capacity = (have.get("status") or {}).get("capacity") or {}
-        if _amounts(capacity) != _amounts(node.capacity):
+        if not _is_kwok(have) or _amounts(capacity) != _amounts(node.capacity):
             recreate.append(definition)
-    wanted = {node.name for node in nodes}
+    kwok = {node.name for node in nodes if node.kind == "kwok"}
+    real = {node.name for node in nodes if node.kind == "real"}
     delete = sorted(
         name
         for name, obj in by_name.items()
-        if name not in wanted and (obj["metadata"].get("labels") or {}).get(SIM_LABEL) == "true"
+        if (obj["metadata"].get("labels") or {}).get(SIM_LABEL) == "true"
+        and name not in kwok
+        and not (name in real and not _is_kwok(obj))
     )
     return {"create": create, "recreate": recreate, "delete": delete}
+
+
+def _is_kwok(node: Mapping[str, Any]) -> bool:
+    return (node["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake"
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """Where a real node of the simulated lab lives on this machine."""
+
+    name: str
+    index: int
+    netns: str  # the node's network namespace
+    host_link: str  # its veth's end on the lab's bridge
+    address: str  # the node's IP on the lab's bridge
+    pod_cidr: str  # the pods' addresses on this node
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def real_nodes(
+    nodes: Sequence[LabNode], bridge_address: str, pod_network: str, kwok_pod_network: str
+) -> list[RealNode]:
+    """The real nodes' addresses: node i (in name order, from 1) gets address 10 + i of the
+    network of ``bridge_address`` (this machine's address on the nodes' bridge) and the i-th
+    /24 of ``pod_network`` that does not overlap ``kwok_pod_network`` (kwok's pod addresses)."""
+    bridge = ipaddress.ip_interface(bridge_address).network
+    node_network = str(bridge)
+    pods = ipaddress.ip_network(pod_network)
+    kwok = ipaddress.ip_network(kwok_pod_network)
+    subnets = [s for s in pods.subnets(new_prefix=max(24, pods.prefixlen)) if not s.overlaps(kwok)]
+    names = sorted(node.name for node in nodes if node.kind == "real")
+    hosts = list(bridge.hosts())
+    if len(names) > min(len(subnets) - 1, len(hosts) - 11):
+        raise ValidationError(
+            "sim_node_kind",
+            f"{len(names)} real nodes",
+            f"at most {min(len(subnets) - 1, len(hosts) - 11)} with the node network "
+            f"{node_network} and pod network {pod_network}",
+        )
+    return [
+        RealNode(
+            name=name,
+            index=i,
+            netns=f"nuclab-{name}"[:40],
+            host_link=f"nlsim{i}",
+            address=f"{hosts[9 + i]}/{bridge.prefixlen}",
+            pod_cidr=str(subnets[i]),
+        )
+        for i, name in enumerate(names, start=1)
+    ]
+
+
+def kubelet_certs(nodes: Sequence[RealNode]) -> list[dict[str, Any]]:
+    """The certificates of the real nodes' kubelets: a client one (the node authorizer knows
+    ``system:node:<name>`` in ``system:nodes``) and a serving one for the node's address."""
+    certs: list[dict[str, Any]] = []
+    for node in nodes:
+        address = node.address.split("/", 1)[0]
+        certs.append(
+            {
+                "name": f"kubelet-{node.name}",
+                "common_name": f"system:node:{node.name}",
+                "organization": "system:nodes",
+                "usage": "clientAuth",
+            }
+        )
+        certs.append(
+            {
+                "name": f"kubelet-{node.name}-serving",
+                "common_name": f"system:node:{node.name}",
+                "usage": "serverAuth",
+                "san": [f"IP:{address}", f"DNS:{node.name}"],
+            }
+        )
+    return certs
+
+
+def real_node_problems(
+    nodes: Sequence[RealNode], uid: int, meminfo: str, node_mib: int
+) -> list[str]:
+    """Why this machine cannot run the real nodes, one message per host (empty: it can).
+
+    ``meminfo`` is the text of /proc/meminfo; each node needs ``node_mib`` besides its pods.
+    """
+    available_kib = 0
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            available_kib = int(line.split()[1])
+    need_mib = node_mib * len(nodes)
+    problems = []
+    for node in nodes:
+        if uid != 0:
+            problems.append(
+                f"host {node.name}: sim_node_kind: real needs root (network namespaces, "
+                f"cgroups, mounts); Ansible runs as uid {uid}"
+            )
+        if need_mib * 1024 > available_kib:
+            problems.append(
+                f"host {node.name}: sim_node_kind: real: {len(nodes)} real nodes need about "
+                f"{need_mib} MiB besides their pods, this machine has {available_kib // 1024} "
+                "MiB available (make fewer hosts real, or lower sim_cluster_real_node_mib)"
+            )
+    return problems
