@@ -14,7 +14,18 @@ from typing import Any
 import yaml
 
 EXPERIMENT_LABEL = "nuclab.io/experiment"
-COLUMNS = ("EXPERIMENT", "FULLNAME", "SCALE", "RUNNING", "STARTED AT", "AGE")
+COLUMNS = (
+    "EXPERIMENT",
+    "FULLNAME",
+    "SCALE",
+    "RUNNING",
+    "STARTED AT",
+    "AGE",
+    "SIMULATED",
+    "PROBLEMS",
+)
+# A node of the simulated lab where nothing runs (kwok): its pods are only reported Running.
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 OUTPUTS = ("table", "json", "yaml")
 
 
@@ -38,11 +49,75 @@ def format_age(seconds: float) -> str:
     return f"{secs}s"
 
 
+def simulated_nodes(nodes: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Names of the kwok nodes (nothing runs there) among ``nodes``."""
+    return {
+        (n.get("metadata") or {}).get("name", "")
+        for n in nodes
+        if ((n.get("metadata") or {}).get("annotations") or {}).get(KWOK_ANNOTATION) == "fake"
+    }
+
+
+def pod_problem(pod: Mapping[str, Any]) -> str | None:
+    """Why a pod's containers are not running as they should (OOMKilled, CrashLoopBackOff...)."""
+    reasons = []
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = container.get("state") or {}
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        terminated = state.get("terminated") or {}
+        waiting = state.get("waiting") or {}
+        for reason in (terminated.get("reason"), last.get("reason"), waiting.get("reason")):
+            if (
+                reason
+                and reason not in ("Completed", "ContainerCreating")
+                and reason not in reasons
+            ):
+                reasons.append(reason)
+        if container.get("restartCount"):
+            reasons.append(f"{container['restartCount']} restarts")
+    return ", ".join(reasons) or None
+
+
+def peer_rows(
+    pods: Iterable[Mapping[str, Any]], simulated: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each experiment's peers: node, whether it is simulated, phase, readiness, problem."""
+    peers: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        name = (meta.get("labels") or {}).get(EXPERIMENT_LABEL)
+        if not name:
+            continue
+        status = pod.get("status") or {}
+        node = (pod.get("spec") or {}).get("nodeName")
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        peers.setdefault((meta.get("namespace", ""), name), []).append(  # type: ignore[arg-type]
+            {
+                "name": meta.get("name", ""),
+                "node": node,
+                "simulated": node in simulated if node else None,
+                "phase": status.get("phase"),
+                "ready": ready,
+                "problem": pod_problem(pod),
+            }
+        )
+    return peers  # type: ignore[return-value]
+
+
 def experiment_rows(
-    statefulsets: Iterable[Mapping[str, Any]], now: datetime | None = None
+    statefulsets: Iterable[Mapping[str, Any]],
+    now: datetime | None = None,
+    pods: Iterable[Mapping[str, Any]] = (),
+    nodes: Iterable[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """One row per experiment StatefulSet, sorted by experiment name."""
+    """One row per experiment StatefulSet, sorted by experiment name; with ``pods`` and
+    ``nodes``, each row also lists its peers, how many are simulated (on kwok nodes: nothing
+    runs there) and what is wrong with any (OOMKilled, CrashLoopBackOff, restarts)."""
     now = now or datetime.now(UTC)
+    peers = peer_rows(pods, simulated_nodes(nodes))
     rows = []
     for sts in statefulsets:
         meta = sts.get("metadata", {})
@@ -63,6 +138,12 @@ def experiment_rows(
                 "age_seconds": int((now - started_at).total_seconds()),
             }
         )
+        mine = sorted(
+            peers.get((meta.get("namespace", ""), name), []), key=lambda p: _ordinal(p["name"])
+        )
+        rows[-1]["simulated"] = sum(1 for p in mine if p["simulated"])
+        rows[-1]["problems"] = [f"{p['name']}: {p['problem']}" for p in mine if p["problem"]]
+        rows[-1]["peers"] = mine
     return sorted(rows, key=lambda row: (row["experiment"], row["namespace"]))
 
 
@@ -80,6 +161,8 @@ def format_rows(rows: Sequence[Mapping[str, Any]], output: str = "table") -> str
             str(row["running"]),
             str(row["started_at"]),
             format_age(row["age_seconds"]),
+            str(row.get("simulated", 0)),
+            "; ".join("peer " + p.rsplit("-", 1)[-1] for p in row.get("problems") or []) or "-",
         ]
         for row in rows
     ]

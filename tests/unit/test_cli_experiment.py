@@ -7,6 +7,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,6 +219,8 @@ def test_list_formats() -> None:
         "4",
         "2025-09-20T11:19:09Z",
         "38m24s",
+        "0",
+        "-",
     ]
     assert json.loads(cmd.experiments.format_rows(rows, "json")) == rows
     assert cmd.experiments.format_rows([], "table").strip().startswith("EXPERIMENT")
@@ -236,3 +239,56 @@ def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
         {"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2], "e": 3}}, {"d": {"x": 1}}
     )
     assert merged == {"a": {"b": 1, "c": [2], "e": 3}, "d": {"x": 1}}
+
+
+def test_list_tells_simulated_peers_from_real_ones_and_shows_oomkilled() -> None:
+    sts = {
+        "metadata": {
+            "name": "nuclab-exp-mix",
+            "namespace": "nuclab",
+            "labels": {"nuclab.io/experiment": "mix"},
+            "creationTimestamp": "2025-09-20T11:19:09Z",
+        },
+        "spec": {"replicas": 3},
+        "status": {"readyReplicas": 2},
+    }
+
+    def pod(i: int, node: str, **status: Any) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": f"nuclab-exp-mix-{i}",
+                "namespace": "nuclab",
+                "labels": {"nuclab.io/experiment": "mix"},
+            },
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running", **status},
+        }
+
+    oom = {
+        "containerStatuses": [
+            {
+                "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+            }
+        ]
+    }
+    nodes = [
+        {"metadata": {"name": "nuc-3", "annotations": {"kwok.x-k8s.io/node": "fake"}}},
+        {"metadata": {"name": "nuc-2", "labels": {"nuclab.io/node-kind": "real"}}},
+    ]
+    pods = [pod(0, "nuc-2"), pod(1, "nuc-3"), pod(2, "nuc-2", **oom)]
+    (row,) = cmd.experiments.experiment_rows([sts], pods=pods, nodes=nodes)
+    assert row["simulated"] == 1
+    assert [p["simulated"] for p in row["peers"]] == [False, True, False]
+    assert row["problems"] == ["nuclab-exp-mix-2: OOMKilled, CrashLoopBackOff, 2 restarts"]
+    line = cmd.experiments.format_rows([row], "table").splitlines()[1]
+    assert line.split()[-7:] == [
+        "1",
+        "peer",
+        "2:",
+        "OOMKilled,",
+        "CrashLoopBackOff,",
+        "2",
+        "restarts",
+    ]

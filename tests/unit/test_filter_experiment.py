@@ -190,6 +190,8 @@ def test_rows_and_table() -> None:
         "STARTED",
         "AT",
         "AGE",
+        "SIMULATED",
+        "PROBLEMS",
     ]
     assert lines[1].split()[:5] == ["blue", "nuclab-exp-blue", "4", "3", "2025-09-20T11:19:09Z"]
 

@@ -386,10 +386,32 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_peers(kubeconfig: str | None, namespace: str) -> tuple[list[Any], list[Any]]:
+    """The experiments' peer pods and the nodes (to tell simulated peers from real ones); none
+    without a kubeconfig file, and no nodes where the user may not list them."""
+    if not kubeconfig:
+        return [], []
+    kube = Kube(kubeconfig)
+    selector = urllib.parse.quote(
+        f"{experiments.EXPERIMENT_LABEL},app.kubernetes.io/component=peer"
+    )
+    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
+    try:
+        nodes = kube.get("/api/v1/nodes").get("items") or []
+    except ApiError as exc:
+        if exc.status not in (401, 403):
+            raise
+        nodes = []
+    return pods.get("items") or [], nodes
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
-    items = read_statefulsets(kubeconfig, args.namespace or DEFAULT_NAMESPACE)
-    sys.stdout.write(experiments.format_rows(experiments.experiment_rows(items), args.output))
+    namespace = args.namespace or DEFAULT_NAMESPACE
+    items = read_statefulsets(kubeconfig, namespace)
+    pods, nodes = read_peers(kubeconfig, namespace) if items else ([], [])
+    rows = experiments.experiment_rows(items, pods=pods, nodes=nodes)
+    sys.stdout.write(experiments.format_rows(rows, args.output))
     return 0
 
 
