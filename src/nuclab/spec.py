@@ -29,8 +29,16 @@ from nuclab.loadgen.schedule import parse_schedule
 # is at most 63 characters: so the StatefulSet name has at most 52, and the name at most 41.
 FULLNAME_PREFIX = "nuclab-exp-"
 STATEFULSET_NAME_MAX = 63 - len("-") - 10
+# The name rule, once: the CLI's help, the export, the roles (filter nuclab_experiment_name) read
+# it from here; the chart's values.schema.json and _helpers.tpl are checked against it by tests.
 NAME_MAX = STATEFULSET_NAME_MAX - len(FULLNAME_PREFIX)
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME_RE = re.compile(NAME_PATTERN)
+NAME_ALLOWED = (
+    f"a DNS-1123 label: 1 to {NAME_MAX} characters of a-z, 0-9 and '-', "
+    "starting and ending with a letter or digit"
+)
+NAME_HELP = f"experiment name (a DNS-1123 label of at most {NAME_MAX} characters)"
 
 # Below 6 MiB container runtimes refuse to start a container (Docker's documented minimum is
 # 6 MiB; runc's own init needs about that much before the workload runs).
@@ -209,16 +217,10 @@ def fullname(name: str) -> str:
     return FULLNAME_PREFIX + check_name(name)
 
 
-def check_name(name: object) -> str:
-    """A DNS-1123 label short enough for every object the chart creates."""
-    allowed = (
-        f"a DNS-1123 label: 1 to {NAME_MAX} characters of a-z, 0-9 and '-', "
-        "starting and ending with a letter or digit"
-    )
-    if not isinstance(name, str) or not name:
-        raise ValidationError("name", name, allowed)
-    if len(name) > NAME_MAX or not NAME_RE.match(name):
-        raise ValidationError("name", name, allowed)
+def check_name(name: object, field: str = "name") -> str:
+    """A DNS-1123 label short enough for every object the chart creates; errors name ``field``."""
+    if not isinstance(name, str) or not name or len(name) > NAME_MAX or not NAME_RE.match(name):
+        raise ValidationError(field, name, NAME_ALLOWED)
     return name
 
 

@@ -430,7 +430,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="create (or update) an experiment and wait for its peers",
         description="Create an experiment, or update one that exists, and wait for its peers.",
     )
-    create.add_argument("--name", help="experiment name (DNS-1123 label, at most 41 characters)")
+    create.add_argument("--name", help=spec.NAME_HELP)
     create.add_argument("-f", "--file", help="a spec file (experiments/<name>.yml); flags win")
     # Numbers stay strings here: nuclab.spec checks them and names field, value and range.
     numbers = (
@@ -467,7 +467,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing.set_defaults(func=cmd_list)
 
     scale = subparsers.add_parser("scale", help="scale an experiment (0 pauses it)")
-    scale.add_argument("name", help="experiment name")
+    scale.add_argument("name", help=spec.NAME_HELP)
     scale.add_argument("peers", help="number of peers (0 pauses the experiment)")
     _common(scale)
     _via_playbook(scale)
@@ -481,7 +481,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "lab_prometheus_url), then delete it. A failed export keeps the experiment."
         ),
     )
-    delete.add_argument("name", help="experiment name")
+    delete.add_argument("name", help=spec.NAME_HELP)
     delete.add_argument(
         "--no-export", action="store_true", help="delete without exporting first (data is lost)"
     )

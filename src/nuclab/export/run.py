@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nuclab import __version__
+from nuclab import __version__, spec
 from nuclab.errors import NuclabError, ValidationError
 from nuclab.export import cluster
 from nuclab.export.dataset import DatasetWriter, check_target, families, safe_name, series_table
 from nuclab.export.loki import Loki
 from nuclab.export.prom import MAX_POINTS, Prometheus, metric_query, plan_chunks, step_ms_of
 
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 FORMAT = "nuclab-dataset/1"
 
 
@@ -104,10 +103,7 @@ def _ns_iso(ns: int) -> str:
 
 
 def validate(opts: ExportOptions) -> None:
-    if not NAME.match(opts.experiment):
-        raise ValidationError(
-            "experiment", opts.experiment, "lower-case letters, digits and '-', at most 40"
-        )
+    spec.check_name(opts.experiment, "experiment")
     if not 1 <= opts.workers <= 64:
         raise ValidationError("workers", opts.workers, "a number from 1 to 64")
     if not 2 <= opts.max_points <= MAX_POINTS:
