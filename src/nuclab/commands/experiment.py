@@ -172,9 +172,14 @@ def create_request(args: argparse.Namespace, repo: Path | None = None) -> Runner
     # Only the fields given: the inventory's experiment_defaults fill the others.
     raw = {key: checked[key] for key in raw}
     extravars: dict[str, Any] = {"experiment_state": "present", "experiment_spec": raw}
-    if args.timeout is not None:
-        extravars["experiment_wait_timeout"] = args.timeout
+    _timeout(args, extravars)
     return _runner_request(args, extravars, repo)
+
+
+def _timeout(args: argparse.Namespace, extravars: dict[str, Any]) -> None:
+    """``--timeout``, checked before anything is applied, as the role's wait timeout."""
+    if args.timeout is not None:
+        extravars["experiment_wait_timeout"] = deploy.check_timeout("--timeout", args.timeout)
 
 
 def scale_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerRequest:
@@ -185,8 +190,7 @@ def scale_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerR
         "experiment_spec": raw,
         "experiment_must_exist": True,
     }
-    if args.timeout is not None:
-        extravars["experiment_wait_timeout"] = args.timeout
+    _timeout(args, extravars)
     return _runner_request(args, extravars, repo)
 
 
@@ -199,8 +203,7 @@ def delete_request(args: argparse.Namespace, repo: Path | None = None) -> Runner
     }
     if getattr(args, "no_export", False):
         extravars["experiment_export"] = False
-    if args.timeout is not None:
-        extravars["experiment_wait_timeout"] = args.timeout
+    _timeout(args, extravars)
     return _runner_request(args, extravars, repo)
 
 
@@ -313,6 +316,26 @@ def read_statefulsets(kubeconfig: str | None, namespace: str) -> list[dict[str, 
     return json.loads(response.data)["items"]
 
 
+def check_namespace(kube: Kube, namespace: str) -> None:
+    """An empty list from a namespace that does not exist is a typo, not "no experiments".
+    (A tenant allowed to list only its own namespace cannot read namespaces: then no check.)"""
+    try:
+        kube.get(f"/api/v1/namespaces/{urllib.parse.quote(namespace)}")
+    except ApiError as exc:
+        if exc.status != 404:
+            return
+        allowed = "an existing namespace"
+        try:
+            names = [
+                (item.get("metadata") or {}).get("name", "")
+                for item in kube.get("/api/v1/namespaces").get("items") or []
+            ]
+            allowed += f" ({', '.join(sorted(names))})"
+        except ApiError:
+            pass
+        raise ValidationError("namespace", namespace, allowed) from None
+
+
 def experiment_exists(kubeconfig: str | None, namespace: str, name: str) -> bool:
     return any(
         (item.get("metadata", {}).get("labels") or {}).get(experiments.EXPERIMENT_LABEL) == name
@@ -354,7 +377,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         settings, kubeconfig, kube = fast
         deploy.apply(
             request.extravars["experiment_spec"], settings, kubeconfig, kube,
-            timeout=args.timeout, quiet=args.quiet,
+            timeout=request.extravars.get("experiment_wait_timeout"), quiet=args.quiet,
         )  # fmt: skip
     else:
         run_playbook(request, quiet=args.quiet)
@@ -369,7 +392,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         settings, kubeconfig, kube = fast
         deploy.apply(
             request.extravars["experiment_spec"], settings, kubeconfig, kube,
-            must_exist=True, timeout=args.timeout, quiet=args.quiet,
+            must_exist=True, timeout=request.extravars.get("experiment_wait_timeout"),
+            quiet=args.quiet,
         )  # fmt: skip
     else:
         _require(args)
@@ -388,7 +412,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
-    items = read_statefulsets(kubeconfig, args.namespace or DEFAULT_NAMESPACE)
+    namespace = args.namespace or DEFAULT_NAMESPACE
+    items = read_statefulsets(kubeconfig, namespace)
+    if not items and kubeconfig:
+        check_namespace(Kube(kubeconfig), namespace)
     sys.stdout.write(experiments.format_rows(experiments.experiment_rows(items), args.output))
     return 0
 
@@ -410,7 +437,9 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool = True) -> None:
     )
     if mutating:
         parser.add_argument(
-            "--timeout", type=int, help="seconds to wait for the peers (default: the inventory's)"
+            "--timeout",
+            help=f"seconds to wait for the peers, 1 to {deploy.WAIT_TIMEOUT.maximum:.0f} "
+            "(default: the inventory's)",
         )
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
