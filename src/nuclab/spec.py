@@ -647,21 +647,3 @@ def from_values(values: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(values.get("loadgen"), Mapping):
         result["loadgen"] = loadgen_from_values(values["loadgen"])
     return result
-
-
-def cpu_quantity(cores: float) -> str:
-    """Cores as a Kubernetes quantity: 0.05 -> ``50m``."""
-    return f"{round(Decimal(str(cores)) * 1000)}m"
-
-
-def memory_quantity(mib: int) -> str:
-    """MiB as a Kubernetes quantity: 16 -> ``16Mi``."""
-    return f"{int(mib)}Mi"
-
-
-def bandwidth_quantity(mbit: float) -> str:
-    """Mbit/s as the bandwidth plugin's quantity (bit/s): 16 -> ``16M``, 0.5 -> ``500k``."""
-    value = Decimal(str(mbit))
-    if value == value.to_integral_value():
-        return f"{int(value)}M"
-    return f"{round(value * 1000)}k"
