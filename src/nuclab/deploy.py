@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from nuclab import experiments, spec
+from nuclab import experiments, paths, spec
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.kube import ApiError, Kube, LabError, selector
 
@@ -184,11 +183,7 @@ def role_defaults(repo: Path) -> dict[str, Any]:
 
 def tools_helm() -> Path:
     """The helm that ``make setup`` built (the role's ``_experiment_tools_helm``)."""
-    cache = os.environ.get("NUCLAB_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path(os.environ.get("HOME", "~")) / ".cache")
-        / "nuclab"
-    )
-    return Path(cache) / "tools" / "bin" / "helm"
+    return paths.tools_bin() / "helm"
 
 
 def lab_settings(inventory: Path, repo: Path) -> Settings | None:

@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from nuclab.errors import NuclabError
 from nuclab.loadgen.kafka_common import quiet_logger
+from nuclab.paths import cache_dir
 
 _LOG4J2 = """\
 Configuration:
@@ -41,14 +42,6 @@ Configuration:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("NUCLAB_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nuclab"
 
 
 def pinned_version(key: str, versions: Path | None = None) -> str:
