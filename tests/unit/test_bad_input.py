@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +22,9 @@ from nuclab import cli, spec
 from nuclab.commands import report as report_command
 from nuclab.errors import ValidationError
 from nuclab.export import prom
+from nuclab.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def nuclab(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -69,7 +63,7 @@ def lab(tmp_path: Path) -> Path:
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{closed_port()}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "x",
@@ -95,7 +89,7 @@ EXPORT = ("export", "purple", "--start", "2025-09-20T00:00:00Z", "--end", "2025-
 
 
 def export(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     return nuclab(
         *EXPORT, "--prometheus-url", url, "-o", str(tmp_path / "ds"), *extra, cwd=tmp_path
     )

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -23,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from nuclab.errors import NuclabError
 from nuclab.loadgen.kafka_common import quiet_logger
+from nuclab.net import free_port
 from nuclab.paths import cache_dir
 
 _LOG4J2 = """\
@@ -62,12 +62,6 @@ def kafka_libs(version: str | None = None) -> Path:
             "(tools/setup.d/30-kafka.sh fetches them from Maven Central)"
         )
     return libs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalBroker:
