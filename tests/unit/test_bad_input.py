@@ -269,11 +269,12 @@ def test_scale_and_delete_refuse_a_negative_timeout_first(lab: Path, command: li
         ("experiment_chart_values: [1]\n", "experiment_chart_values", "a mapping"),
     ],
 )
+@pytest.mark.parametrize("via", [[], ["--via-playbook"]], ids=["direct", "via-playbook"])
 def test_create_refuses_inventory_settings_before_anything_is_applied(
-    lab: Path, text: str, field: str, shown: str
+    lab: Path, text: str, field: str, shown: str, via: list[str]
 ) -> None:
     group_vars(lab, text)
-    proc = nuclab("create", "--name", "purple", "-q", "-i", str(lab), cwd=lab)
+    proc = nuclab("create", "--name", "purple", "-q", "-i", str(lab), *via, cwd=lab)
     assert_refused(proc, field, shown)
 
 

@@ -358,11 +358,10 @@ def fast_path(args: argparse.Namespace) -> tuple[deploy.Settings, str, Kube] | N
     """What ``nuclab create``/``scale`` need to do the role's work themselves, or None when
     only Ansible can (``--via-playbook``, a templated or INI inventory, a remote chart, no
     kubeconfig file)."""
-    if args.via_playbook:
-        return None
+    # Read (and so checked: a wrong setting is refused here) even for --via-playbook.
     settings = deploy.lab_settings(inventory_dir(args.inventory), repo_dir())
     kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
-    if settings is None or kubeconfig is None:
+    if args.via_playbook or settings is None or kubeconfig is None:
         return None
     if args.namespace:
         settings = dataclasses.replace(settings, namespace=args.namespace)
