@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import socket
 import statistics
@@ -34,11 +33,12 @@ from pathlib import Path
 
 from prometheus_api_client import PrometheusConnect
 
+from nuclab import paths
 from nuclab.export.prom import Prometheus
 from nuclab.export.run import ExportOptions, export
 
 METRIC = "nuclab_peer_messages_received_total"
-CACHE = Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache" / "nuclab")) / "bench"
+CACHE = paths.cache_dir() / "bench"
 
 
 def build_tsdb(peers: int, hours: int, start: int) -> Path:

@@ -23,13 +23,15 @@ from pathlib import Path
 
 import yaml
 
+from nuclab import paths
+
 REPO = Path(__file__).resolve().parents[1]
 SIM = REPO / "inventory" / "sim"
 VENV_BIN = Path(sys.executable).parent
 
 
 def env() -> dict[str, str]:
-    cache = Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache" / "nuclab"))
+    cache = paths.cache_dir()
     return {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from nuclab import paths
+
 REPO = Path(__file__).resolve().parents[1]
-TOOLS_BIN = (
-    Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache" / "nuclab")) / "tools" / "bin"
-)
+TOOLS_BIN = paths.tools_bin()
 
 
 def tool(name: str) -> str:

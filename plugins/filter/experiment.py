@@ -38,15 +38,6 @@ def _list(filter_name: str, what: str, value: Any) -> list[Any]:
     return list(value)
 
 
-def _peers(filter_name: str, peers: Any) -> int:
-    if isinstance(peers, bool) or not isinstance(peers, int | str):
-        raise AnsibleFilterError(f"{filter_name}: expected a peer count, got {peers!r}")
-    try:
-        return int(peers)
-    except ValueError as exc:
-        raise AnsibleFilterError(f"{filter_name}: expected a peer count, got {peers!r}") from exc
-
-
 def nuclab_experiment_name(name: Any) -> str:
     """The experiment's name, checked (a DNS-1123 label short enough for every object)."""
     try:

@@ -55,13 +55,6 @@ def _node(data: Any) -> lab.LabNode:
     )
 
 
-def nuclab_node_patch(current: Any, node: Any) -> dict[str, Any]:
-    """The merge patch that gives a Node object the lab's labels and taints ({} if none)."""
-    if not isinstance(current, dict):
-        raise AnsibleFilterError("nuclab_node_patch: expected a Node object (a mapping)")
-    return lab.node_patch(current, _node(node))
-
-
 def nuclab_node_patches(existing: Any, nodes: Any) -> dict[str, Any]:
     """Patches for the nodes that differ from the inventory, and the hosts with no node."""
     if not isinstance(existing, list) or not isinstance(nodes, list):
@@ -115,7 +108,6 @@ class FilterModule:
         return {
             "nuclab_lab_preflight": nuclab_lab_preflight,
             "nuclab_lab_nodes": nuclab_lab_nodes,
-            "nuclab_node_patch": nuclab_node_patch,
             "nuclab_node_patches": nuclab_node_patches,
             "nuclab_sim_node_plan": nuclab_sim_node_plan,
             "nuclab_sim_real_nodes": nuclab_sim_real_nodes,

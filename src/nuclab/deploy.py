@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -37,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from nuclab import experiments, spec
-from nuclab.errors import NotFoundError
+from nuclab import experiments, paths, spec
+from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.kube import ApiError, Kube, LabError, selector
 
 # The role's namespace labels (roles/experiment/tasks/present.yml; a unit test compares).
@@ -107,9 +106,49 @@ def _var_files(base: Path) -> list[Path]:
     return found
 
 
+# Seconds to wait for peers: the inventory's experiment_wait_timeout or the CLI's --timeout.
+WAIT_TIMEOUT = spec.Number("timeout", "seconds", 1, 86_400)
+
+
+def check_timeout(field: str, value: object) -> int:
+    """A wait of 1 s to a day, in whole seconds; errors name ``field``."""
+    try:
+        return int(WAIT_TIMEOUT.check(value) or 0)
+    except ValidationError as exc:
+        raise ValidationError(field, value, exc.allowed) from None
+
+
 def _yaml_mapping(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise BadFileError(path, "YAML", yaml_problem(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadFileError(path, "readable UTF-8", str(exc)) from None
     return data if isinstance(data, dict) else {}
+
+
+def _json_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadFileError(path, "JSON", str(exc)) from None
+    return data if isinstance(data, dict) else {}
+
+
+class BadFileError(NuclabError):
+    """A variables file of the inventory that cannot be read (exit 2: nothing was done)."""
+
+    def __init__(self, path: Path, kind: str, problem: str) -> None:
+        super().__init__(f"{path}: not valid {kind}: {problem}; fix the file (nothing was done)")
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What a YAML parser says is wrong, and where (one line)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def inventory_vars(inventory: Path) -> dict[str, Any] | None:
@@ -132,7 +171,7 @@ def inventory_vars(inventory: Path) -> dict[str, Any] | None:
         root / "host_vars" / "localhost"
     ):
         if path.suffix == ".json":
-            merged.update(json.loads(path.read_text(encoding="utf-8")))
+            merged.update(_json_mapping(path))
         else:
             merged.update(_yaml_mapping(path))
     return merged
@@ -144,11 +183,7 @@ def role_defaults(repo: Path) -> dict[str, Any]:
 
 def tools_helm() -> Path:
     """The helm that ``make setup`` built (the role's ``_experiment_tools_helm``)."""
-    cache = os.environ.get("NUCLAB_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path(os.environ.get("HOME", "~")) / ".cache")
-        / "nuclab"
-    )
-    return Path(cache) / "tools" / "bin" / "helm"
+    return paths.tools_bin() / "helm"
 
 
 def lab_settings(inventory: Path, repo: Path) -> Settings | None:
@@ -157,6 +192,7 @@ def lab_settings(inventory: Path, repo: Path) -> Settings | None:
     if found is None:
         return None
     given = {key: found[key] for key in SETTINGS if key in found}
+    check_settings({key: value for key, value in given.items() if not _templated(value)})
     if _templated(given):
         return None
     merged = {**role_defaults(repo), **given}
@@ -175,8 +211,28 @@ def lab_settings(inventory: Path, repo: Path) -> Settings | None:
         pod_monitor=str(pod_monitor).lower() if isinstance(pod_monitor, bool) else pod_monitor,
         chart=chart,
         helm=helm,
-        wait_timeout=int(merged["experiment_wait_timeout"]),
+        wait_timeout=check_timeout("experiment_wait_timeout", merged["experiment_wait_timeout"]),
     )
+
+
+def check_settings(given: Mapping[str, Any]) -> None:
+    """The inventory's settings of the role, as its argument spec types them (checked before
+    anything is applied: a wrong one is one line naming it, not a traceback)."""
+    for key in ("experiment_defaults", "experiment_chart_values"):
+        if key in given and given[key] is not None and not isinstance(given[key], Mapping):
+            raise ValidationError(key, given[key], "a mapping (in the inventory)")
+    if isinstance(given.get("experiment_defaults"), Mapping):
+        try:
+            spec.parse({"name": "x"}, defaults=given["experiment_defaults"])
+        except ValidationError as exc:
+            raise ValidationError(
+                f"experiment_defaults.{exc.field}", exc.value, exc.allowed
+            ) from None
+    if "experiment_wait_timeout" in given:
+        check_timeout("experiment_wait_timeout", given["experiment_wait_timeout"])
+    for key in ("experiment_namespace", "experiment_helm_binary", "experiment_chart_ref"):
+        if key in given and not isinstance(given[key], str | None):
+            raise ValidationError(key, given[key], "a string (in the inventory)")
 
 
 # --- the release ------------------------------------------------------------------------------

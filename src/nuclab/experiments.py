@@ -256,15 +256,6 @@ def _ordinal(pod_name: str) -> tuple[int, str]:
     return (int(tail), head) if tail.isdigit() else (-1, pod_name)
 
 
-def leftovers(resources: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    """``Kind/name`` of every object still there (for 'wait until nothing of it is left')."""
-    found = []
-    for kind, items in sorted(resources.items()):
-        for item in items:
-            found.append(f"{kind}/{(item.get('metadata') or {}).get('name', '?')}")
-    return found
-
-
 def statefulset_rolled_out(statefulset: Mapping[str, Any] | None, peers: int) -> bool:
     """Whether a StatefulSet's controller has brought exactly ``peers`` ready, updated pods."""
     if not statefulset:

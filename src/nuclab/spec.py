@@ -29,19 +29,41 @@ from nuclab.loadgen.schedule import parse_schedule
 # is at most 63 characters: so the StatefulSet name has at most 52, and the name at most 41.
 FULLNAME_PREFIX = "nuclab-exp-"
 STATEFULSET_NAME_MAX = 63 - len("-") - 10
+# The name rule, once: the CLI's help, the export, the roles (filter nuclab_experiment_name) read
+# it from here; the chart's values.schema.json and _helpers.tpl are checked against it by tests.
 NAME_MAX = STATEFULSET_NAME_MAX - len(FULLNAME_PREFIX)
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME_RE = re.compile(NAME_PATTERN)
+NAME_ALLOWED = (
+    f"a DNS-1123 label: 1 to {NAME_MAX} characters of a-z, 0-9 and '-', "
+    "starting and ending with a letter or digit"
+)
+NAME_HELP = f"experiment name (a DNS-1123 label of at most {NAME_MAX} characters)"
 
 # Below 6 MiB container runtimes refuse to start a container (Docker's documented minimum is
 # 6 MiB; runc's own init needs about that much before the workload runs).
 RAM_MIN_MIB = 6
 PEERS_MAX = 5000
 ROLES = ("server", "client", "worker")
+# Node labels nuclab.io/<key> the spec sets through a field of its own.
+RESERVED_NODE_LABELS = {"role": "nuclab.io/role is the field role (--role)"}
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
 PARAM_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PARAM_KEY_MAX = 50
-IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+PARAM_VALUE_MAX = 4096  # each param is an env var of every peer and a key of a ConfigMap
+PARAMS_MAX = 64
+# An image reference as container runtimes parse it (distribution's reference grammar):
+# [domain[:port]/]path[:tag][@digest], e.g. localhost/nuclab/tools:0.1.0.
+_IMAGE_HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMAGE_DOMAIN = rf"{_IMAGE_HOST_PART}(?:\.{_IMAGE_HOST_PART})*(?::[0-9]+)?"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"^(?:{_IMAGE_DOMAIN}/)?{_IMAGE_PATH}(?:/{_IMAGE_PATH})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+IMAGE_MAX = 255
 DEFAULT_IMAGE = "localhost/nuclab/tools:0.1.0"
 DEFAULT_COMMAND: tuple[str, ...] = ("nuclab", "peer")
 
@@ -71,6 +93,10 @@ class Number:
         if self.optional:
             text += ", or null for none"
         return text
+
+    def check(self, value: object) -> int | float | None:
+        """``value`` as this field's number, or ``ValidationError`` naming the field."""
+        return _number(self, value, create=True)
 
 
 def _fmt(value: float) -> str:
@@ -209,16 +235,10 @@ def fullname(name: str) -> str:
     return FULLNAME_PREFIX + check_name(name)
 
 
-def check_name(name: object) -> str:
-    """A DNS-1123 label short enough for every object the chart creates."""
-    allowed = (
-        f"a DNS-1123 label: 1 to {NAME_MAX} characters of a-z, 0-9 and '-', "
-        "starting and ending with a letter or digit"
-    )
-    if not isinstance(name, str) or not name:
-        raise ValidationError("name", name, allowed)
-    if len(name) > NAME_MAX or not NAME_RE.match(name):
-        raise ValidationError("name", name, allowed)
+def check_name(name: object, field: str = "name") -> str:
+    """A DNS-1123 label short enough for every object the chart creates; errors name ``field``."""
+    if not isinstance(name, str) or not name or len(name) > NAME_MAX or not NAME_RE.match(name):
+        raise ValidationError(field, name, NAME_ALLOWED)
     return name
 
 
@@ -307,30 +327,50 @@ def _labels(value: object) -> dict[str, str]:
             or not LABEL_VALUE_RE.match(text)
         ):
             raise ValidationError(f"node_labels.{key}", item, allowed)
+        if key in RESERVED_NODE_LABELS:
+            raise ValidationError(
+                f"node_labels.{key}", item, f"another key: {RESERVED_NODE_LABELS[key]}"
+            )
         result[key] = text
     return result
 
 
 def _params(value: object) -> dict[str, str]:
     allowed = (
-        f"a mapping of keys (a lower-case letter, then a-z, 0-9, '_', at most {PARAM_KEY_MAX} "
-        "characters) to strings, numbers or booleans"
+        f"a mapping of at most {PARAMS_MAX} keys (a lower-case letter, then a-z, 0-9, '_', at "
+        f"most {PARAM_KEY_MAX} characters) to strings, numbers or booleans of at most "
+        f"{PARAM_VALUE_MAX} characters"
     )
     if not isinstance(value, Mapping):
         raise ValidationError("params", value, allowed)
+    if len(value) > PARAMS_MAX:
+        raise ValidationError("params", f"{len(value)} keys", allowed)
     result: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or len(key) > PARAM_KEY_MAX or not PARAM_KEY_RE.match(key):
             raise ValidationError("params", key, allowed)
         if isinstance(item, dict | list) or item is None:
             raise ValidationError(f"params.{key}", item, allowed)
-        result[key] = str(item).lower() if isinstance(item, bool) else str(item)
+        text = str(item).lower() if isinstance(item, bool) else str(item)
+        if len(text) > PARAM_VALUE_MAX:
+            raise ValidationError(f"params.{key}", _shortened(text), allowed)
+        result[key] = text
     return result
 
 
+def _shortened(text: str) -> str:
+    """A long value as an error message shows it: its start and its length."""
+    return f"{text[:20]}... ({len(text)} characters)" if len(text) > 40 else text
+
+
 def _image(value: object) -> str:
-    allowed = "an image reference such as localhost/nuclab/tools:0.1.0 (lower-case, no spaces)"
-    if not isinstance(value, str) or not IMAGE_RE.match(value) or len(value) > 255:
+    allowed = (
+        "an image reference [registry[:port]/]path[:tag][@digest] such as "
+        f"localhost/nuclab/tools:0.1.0 (path lower-case, at most {IMAGE_MAX} characters)"
+    )
+    if not isinstance(value, str) or len(value) > IMAGE_MAX:
+        raise ValidationError("image", _shortened(str(value)), allowed)
+    if not IMAGE_RE.match(value):
         raise ValidationError("image", value, allowed)
     return value
 
@@ -607,21 +647,3 @@ def from_values(values: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(values.get("loadgen"), Mapping):
         result["loadgen"] = loadgen_from_values(values["loadgen"])
     return result
-
-
-def cpu_quantity(cores: float) -> str:
-    """Cores as a Kubernetes quantity: 0.05 -> ``50m``."""
-    return f"{round(Decimal(str(cores)) * 1000)}m"
-
-
-def memory_quantity(mib: int) -> str:
-    """MiB as a Kubernetes quantity: 16 -> ``16Mi``."""
-    return f"{int(mib)}Mi"
-
-
-def bandwidth_quantity(mbit: float) -> str:
-    """Mbit/s as the bandwidth plugin's quantity (bit/s): 16 -> ``16M``, 0.5 -> ``500k``."""
-    value = Decimal(str(mbit))
-    if value == value.to_integral_value():
-        return f"{int(value)}M"
-    return f"{round(value * 1000)}k"

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nuclab.net import free_port
 from tests.conftest import tool
-from tests.integration.localprom import free_port
 
 # {label: value} of a stream, and its (timestamp ns, line) entries.
 Stream = tuple[dict[str, str], list[tuple[int, str]]]

@@ -7,7 +7,6 @@ openmetrics``; the server scrapes nothing, so what it answers is exactly what wa
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,13 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nuclab.net import free_port
+
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, float]]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def openmetrics(data: Series) -> str:

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from nuclab.net import free_port
 from tests.integration.conftest import run_playbook
-from tests.integration.localprom import free_port, local_prometheus
+from tests.integration.localprom import local_prometheus
 
 NAME = "gone"
 NOW = int(time.time())

@@ -37,10 +37,11 @@ from nuclab.errors import NuclabError
 from nuclab.export.cluster import parse_time
 from nuclab.export.dataset import sha256
 from nuclab.export.loki import Loki
+from nuclab.net import free_port
 from tests.conftest import tool
 from tests.integration.conftest import run_playbook
 from tests.integration.localloki import local_loki, push, query_range_requests
-from tests.integration.localprom import free_port, local_prometheus
+from tests.integration.localprom import local_prometheus
 
 STEP = 1
 POINTS = 12_500  # > 11,000: every export below needs two chunks per metric

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nuclab.loadgen.localbroker import free_port
+from nuclab.net import free_port
 
 NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen", "http"]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from nuclab.loadgen.localbroker import LocalBroker, free_port
+from nuclab.loadgen.localbroker import LocalBroker
+from nuclab.net import free_port
 
 NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen"]
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from nuclab.cli import main
-from nuclab.loadgen.localbroker import free_port
+from nuclab.net import free_port
 
 
 @pytest.mark.parametrize(

@@ -84,3 +84,11 @@ def test_example_spec_file_is_the_reference_experiment() -> None:
         2000,
     )
     assert (parsed.cpu, parsed.ram, parsed.uplink_bw, parsed.downlink_bw) == (0.05, 16, 16, 16)
+
+
+def test_schema_params_and_node_labels_match_the_spec() -> None:
+    params = SCHEMA["properties"]["experiment"]["properties"]["params"]
+    assert params["maxProperties"] == spec.PARAMS_MAX
+    assert params["additionalProperties"]["maxLength"] == spec.PARAM_VALUE_MAX
+    labels = SCHEMA["properties"]["placement"]["properties"]["nodeLabels"]
+    assert [labels["propertyNames"]["not"]["const"]] == list(spec.RESERVED_NODE_LABELS)

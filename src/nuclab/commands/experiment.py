@@ -172,9 +172,14 @@ def create_request(args: argparse.Namespace, repo: Path | None = None) -> Runner
     # Only the fields given: the inventory's experiment_defaults fill the others.
     raw = {key: checked[key] for key in raw}
     extravars: dict[str, Any] = {"experiment_state": "present", "experiment_spec": raw}
-    if args.timeout is not None:
-        extravars["experiment_wait_timeout"] = args.timeout
+    _timeout(args, extravars)
     return _runner_request(args, extravars, repo)
+
+
+def _timeout(args: argparse.Namespace, extravars: dict[str, Any]) -> None:
+    """``--timeout``, checked before anything is applied, as the role's wait timeout."""
+    if args.timeout is not None:
+        extravars["experiment_wait_timeout"] = deploy.check_timeout("--timeout", args.timeout)
 
 
 def scale_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerRequest:
@@ -185,8 +190,7 @@ def scale_request(args: argparse.Namespace, repo: Path | None = None) -> RunnerR
         "experiment_spec": raw,
         "experiment_must_exist": True,
     }
-    if args.timeout is not None:
-        extravars["experiment_wait_timeout"] = args.timeout
+    _timeout(args, extravars)
     return _runner_request(args, extravars, repo)
 
 
@@ -199,8 +203,7 @@ def delete_request(args: argparse.Namespace, repo: Path | None = None) -> Runner
     }
     if getattr(args, "no_export", False):
         extravars["experiment_export"] = False
-    if args.timeout is not None:
-        extravars["experiment_wait_timeout"] = args.timeout
+    _timeout(args, extravars)
     return _runner_request(args, extravars, repo)
 
 
@@ -313,6 +316,26 @@ def read_statefulsets(kubeconfig: str | None, namespace: str) -> list[dict[str, 
     return json.loads(response.data)["items"]
 
 
+def check_namespace(kube: Kube, namespace: str) -> None:
+    """An empty list from a namespace that does not exist is a typo, not "no experiments".
+    (A tenant allowed to list only its own namespace cannot read namespaces: then no check.)"""
+    try:
+        kube.get(f"/api/v1/namespaces/{urllib.parse.quote(namespace)}")
+    except ApiError as exc:
+        if exc.status != 404:
+            return
+        allowed = "an existing namespace"
+        try:
+            names = [
+                (item.get("metadata") or {}).get("name", "")
+                for item in kube.get("/api/v1/namespaces").get("items") or []
+            ]
+            allowed += f" ({', '.join(sorted(names))})"
+        except ApiError:
+            pass
+        raise ValidationError("namespace", namespace, allowed) from None
+
+
 def experiment_exists(kubeconfig: str | None, namespace: str, name: str) -> bool:
     return any(
         (item.get("metadata", {}).get("labels") or {}).get(experiments.EXPERIMENT_LABEL) == name
@@ -335,11 +358,10 @@ def fast_path(args: argparse.Namespace) -> tuple[deploy.Settings, str, Kube] | N
     """What ``nuclab create``/``scale`` need to do the role's work themselves, or None when
     only Ansible can (``--via-playbook``, a templated or INI inventory, a remote chart, no
     kubeconfig file)."""
-    if args.via_playbook:
-        return None
+    # Read (and so checked: a wrong setting is refused here) even for --via-playbook.
     settings = deploy.lab_settings(inventory_dir(args.inventory), repo_dir())
     kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
-    if settings is None or kubeconfig is None:
+    if args.via_playbook or settings is None or kubeconfig is None:
         return None
     if args.namespace:
         settings = dataclasses.replace(settings, namespace=args.namespace)
@@ -354,7 +376,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         settings, kubeconfig, kube = fast
         deploy.apply(
             request.extravars["experiment_spec"], settings, kubeconfig, kube,
-            timeout=args.timeout, quiet=args.quiet,
+            timeout=request.extravars.get("experiment_wait_timeout"), quiet=args.quiet,
         )  # fmt: skip
     else:
         run_playbook(request, quiet=args.quiet)
@@ -369,7 +391,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         settings, kubeconfig, kube = fast
         deploy.apply(
             request.extravars["experiment_spec"], settings, kubeconfig, kube,
-            must_exist=True, timeout=args.timeout, quiet=args.quiet,
+            must_exist=True, timeout=request.extravars.get("experiment_wait_timeout"),
+            quiet=args.quiet,
         )  # fmt: skip
     else:
         _require(args)
@@ -409,6 +432,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
     namespace = args.namespace or DEFAULT_NAMESPACE
     items = read_statefulsets(kubeconfig, namespace)
+    if not items and kubeconfig:
+        check_namespace(Kube(kubeconfig), namespace)
     pods, nodes = read_peers(kubeconfig, namespace) if items else ([], [])
     rows = experiments.experiment_rows(items, pods=pods, nodes=nodes)
     sys.stdout.write(experiments.format_rows(rows, args.output))
@@ -432,7 +457,9 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool = True) -> None:
     )
     if mutating:
         parser.add_argument(
-            "--timeout", type=int, help="seconds to wait for the peers (default: the inventory's)"
+            "--timeout",
+            help=f"seconds to wait for the peers, 1 to {deploy.WAIT_TIMEOUT.maximum:.0f} "
+            "(default: the inventory's)",
         )
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
@@ -452,7 +479,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="create (or update) an experiment and wait for its peers",
         description="Create an experiment, or update one that exists, and wait for its peers.",
     )
-    create.add_argument("--name", help="experiment name (DNS-1123 label, at most 41 characters)")
+    create.add_argument("--name", help=spec.NAME_HELP)
     create.add_argument("-f", "--file", help="a spec file (experiments/<name>.yml); flags win")
     # Numbers stay strings here: nuclab.spec checks them and names field, value and range.
     numbers = (
@@ -489,7 +516,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing.set_defaults(func=cmd_list)
 
     scale = subparsers.add_parser("scale", help="scale an experiment (0 pauses it)")
-    scale.add_argument("name", help="experiment name")
+    scale.add_argument("name", help=spec.NAME_HELP)
     scale.add_argument("peers", help="number of peers (0 pauses the experiment)")
     _common(scale)
     _via_playbook(scale)
@@ -503,7 +530,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "lab_prometheus_url), then delete it. A failed export keeps the experiment."
         ),
     )
-    delete.add_argument("name", help="experiment name")
+    delete.add_argument("name", help=spec.NAME_HELP)
     delete.add_argument(
         "--no-export", action="store_true", help="delete without exporting first (data is lost)"
     )

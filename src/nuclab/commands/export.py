@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from nuclab import spec
 from nuclab.errors import ValidationError
 
 MAX_POINTS = 11_000  # nuclab.export.prom.MAX_POINTS (not imported here: see _run)
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     a = p.add_argument
-    a("name", help="experiment name")
+    a("name", help=spec.NAME_HELP)
     a("--prometheus-url", default=os.environ.get("NUCLAB_PROMETHEUS_URL"),
       help="Prometheus base URL (env NUCLAB_PROMETHEUS_URL)")  # fmt: skip
     a("--loki-url", default=os.environ.get("NUCLAB_LOKI_URL", ""),

@@ -15,17 +15,32 @@ class HttpError(NuclabError):
     """A server answered with an error, or could not be reached."""
 
 
+URL_ALLOWED = "an http:// or https:// URL with a host and, if any, a port from 1 to 65535"
+
+
+def check_url(field: str, url: object) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port or None, path) of an http(s) base URL, or ``ValidationError``."""
+    if not isinstance(url, str):
+        raise ValidationError(field, url, URL_ALLOWED)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValidationError(field, url, URL_ALLOWED) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ValidationError(field, url, URL_ALLOWED)
+    return parts.scheme, parts.hostname, port, parts.path
+
+
 class JsonClient:
     def __init__(self, base_url: str, *, what: str, field: str, timeout: float = 60) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValidationError(field, base_url, "an http:// or https:// URL")
+        scheme, host, port, path = check_url(field, base_url)
         self.base_url = base_url.rstrip("/")
         self.what = what
-        self._scheme = parts.scheme
-        self._host = parts.hostname
-        self._port = parts.port
-        self._prefix = parts.path.rstrip("/")
+        self._scheme = scheme
+        self._host = host
+        self._port = port
+        self._prefix = path.rstrip("/")
         self._timeout = timeout
         self._local = threading.local()
 

@@ -13,10 +13,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from nuclab.errors import NuclabError
+from nuclab.errors import NuclabError, ValidationError
 from nuclab.export.http import JsonClient
 
 MAX_POINTS = 11_000
+MAX_QUERIES = 100  # per metric: 1,100,000 points per series (a week at 1 s, a day at 0.1 s)
+STEP_ALLOWED = "a finite number of seconds, at least 0.001"
 _SELECTOR = re.compile(r"^\{(.*)\}$", re.S)
 
 
@@ -132,7 +134,26 @@ def _sec(ms: int) -> str:
 
 
 def step_ms_of(seconds: float) -> int:
-    ms = round(seconds * 1000)
-    if ms < 1 or not math.isfinite(seconds):
-        raise NuclabError(f"step: {seconds!r} is not allowed; a positive number of seconds")
-    return ms
+    """The step in ms; a step that is not finite or rounds to 0 ms is refused."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValidationError("step", seconds, STEP_ALLOWED)
+    if not math.isfinite(seconds) or round(seconds * 1000) < 1:
+        raise ValidationError("step", seconds, STEP_ALLOWED)
+    return round(seconds * 1000)
+
+
+def check_queries(start_ms: int, end_ms: int, step_ms: int, max_points: int = MAX_POINTS) -> int:
+    """The queries per metric a window takes at a step: at most ``MAX_QUERIES`` (a step far
+    too fine for the window would send thousands, each answered with 11,000 points)."""
+    points = max(0, (end_ms - start_ms) // step_ms + 1)
+    queries = -(-points // max_points)
+    if queries > MAX_QUERIES:
+        window_ms = end_ms - start_ms
+        least_ms = -(-window_ms // (MAX_QUERIES * max_points - 1))
+        raise ValidationError(
+            "step",
+            step_ms / 1000,
+            f"at least {least_ms / 1000:g} s for this {window_ms / 1000:g} s window: at most "
+            f"{MAX_QUERIES} queries of {max_points} points per metric (this step needs {queries})",
+        )
+    return queries

@@ -10,14 +10,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nuclab import __version__
+from nuclab import __version__, spec
 from nuclab.errors import NuclabError, ValidationError
 from nuclab.export import cluster
 from nuclab.export.dataset import DatasetWriter, check_target, families, safe_name, series_table
+from nuclab.export.http import check_url
 from nuclab.export.loki import Loki
-from nuclab.export.prom import MAX_POINTS, Prometheus, metric_query, plan_chunks, step_ms_of
+from nuclab.export.prom import (
+    MAX_POINTS,
+    Prometheus,
+    check_queries,
+    metric_query,
+    plan_chunks,
+    step_ms_of,
+)
 
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 FORMAT = "nuclab-dataset/1"
 
 
@@ -58,20 +65,25 @@ class ExportResult:
 
 def parse_utc(field_name: str, text: str) -> datetime:
     """RFC 3339 with an explicit offset (or Z), or seconds since the epoch: never local time."""
+    allowed = (
+        "an RFC 3339 time with Z or an offset (2025-09-20T11:57:09Z) or epoch s, "
+        "between the years 1 and 9999"
+    )
     try:
-        return datetime.fromtimestamp(float(text), UTC)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError):  # nan, inf, beyond year 9999
+            raise ValidationError(field_name, text, allowed) from None
     try:
         value = cluster.parse_time(text)
         if re.search(r"(Z|[+-]\d\d:?\d\d)$", text.strip()) is None:
             raise ValueError
-    except ValueError:
-        raise ValidationError(
-            field_name,
-            text,
-            "an RFC 3339 time with Z or an offset (2025-09-20T11:57:09Z) or epoch s",
-        ) from None
+    except (ValueError, OverflowError):
+        raise ValidationError(field_name, text, allowed) from None
     return value
 
 
@@ -104,20 +116,26 @@ def _ns_iso(ns: int) -> str:
 
 
 def validate(opts: ExportOptions) -> None:
-    if not NAME.match(opts.experiment):
-        raise ValidationError(
-            "experiment", opts.experiment, "lower-case letters, digits and '-', at most 40"
-        )
+    spec.check_name(opts.experiment, "experiment")
     if not 1 <= opts.workers <= 64:
         raise ValidationError("workers", opts.workers, "a number from 1 to 64")
     if not 2 <= opts.max_points <= MAX_POINTS:
         raise ValidationError("max_points", opts.max_points, f"a number from 2 to {MAX_POINTS}")
-    step_ms_of(opts.step)
+    check_url("prometheus_url", opts.prometheus_url)
+    if opts.loki_url:
+        check_url("loki_url", opts.loki_url)
+    step_ms = step_ms_of(opts.step)
     if (opts.start is None) != (opts.end is None):
         raise ValidationError("start/end", "one of them", "both --start and --end, or neither")
-    if opts.start and opts.end and opts.end <= opts.start:
-        raise ValidationError("end", _iso(opts.end), f"a time after start {_iso(opts.start)}")
+    if opts.start and opts.end:
+        if opts.end <= opts.start:
+            raise ValidationError("end", _iso(opts.end), f"a time after start {_iso(opts.start)}")
+        check_queries(_ms(opts.start), _ms(opts.end), step_ms, opts.max_points)
     check_target(opts.output)
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
 
 
 def _window(
@@ -144,8 +162,8 @@ def export(opts: ExportOptions, now: datetime | None = None) -> ExportResult:
 
     core, release, start, end, source = _window(opts, now)
     step_ms = step_ms_of(opts.step)
-    start_ms = int(start.timestamp() * 1000)
-    end_ms = int(end.timestamp() * 1000)
+    start_ms, end_ms = _ms(start), _ms(end)
+    check_queries(start_ms, end_ms, step_ms, opts.max_points)  # the release's window, too
     selectors = opts.selectors or default_selectors(opts.experiment, opts.namespace)
     names = prom.metric_names(selectors, start_ms, end_ms)
     if not names:

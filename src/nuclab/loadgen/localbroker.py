@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -23,6 +22,8 @@ from confluent_kafka.admin import AdminClient
 
 from nuclab.errors import NuclabError
 from nuclab.loadgen.kafka_common import quiet_logger
+from nuclab.net import free_port
+from nuclab.paths import cache_dir
 
 _LOG4J2 = """\
 Configuration:
@@ -43,14 +44,6 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("NUCLAB_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nuclab"
-
-
 def pinned_version(key: str, versions: Path | None = None) -> str:
     """A ``lab_*_version`` from versions.yml (the one place versions are pinned)."""
     path = versions or repo_root() / "versions.yml"
@@ -69,12 +62,6 @@ def kafka_libs(version: str | None = None) -> Path:
             "(tools/setup.d/30-kafka.sh fetches them from Maven Central)"
         )
     return libs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalBroker:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,12 +15,7 @@ from typing import Any
 import yaml
 
 from nuclab.errors import NuclabError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from nuclab.net import free_port
 
 
 def binary(name: str) -> str:

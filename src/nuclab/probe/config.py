@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from nuclab.duration import seconds
 from nuclab.errors import ValidationError
 from nuclab.probe.targets import Endpoint, parse_port, parse_target
 
@@ -17,10 +17,6 @@ DEFAULT_METRICS_PORT = 9403
 # Discovered peers each probe measures (0 = all): the peer x peer matrix grows with the square
 # of the peers, this keeps it linear. Node mode measures every node by default (a lab has few).
 DEFAULT_MAX_TARGETS = 16
-
-
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
-_UNIT = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def env_first(environ: Mapping[str, str], *names: str) -> tuple[str, str | None]:
@@ -45,11 +41,14 @@ def env_number(
     name, raw = env_first(environ, name, *aliases)
     if raw is None:
         return default
-    m = _DURATION.match(raw) if duration else None
-    try:
-        value = float(m.group(1)) * _UNIT[m.group(2)] if m else float(raw)
-    except ValueError:
-        value = float("nan")
+    if duration:
+        found = seconds(raw)
+        value = float("nan") if found is None else found
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
     if not low <= value <= high:
         what = "a duration (500ms, 5s, 1m) or seconds" if duration else "a number"
         raise ValidationError(name, raw, f"{what} from {low:g} to {high:g}")

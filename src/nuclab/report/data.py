@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nuclab.errors import NotFoundError, NuclabError
+from nuclab.errors import NotFoundError, NuclabError, ValidationError
 
 PEER_LABELS = ("peer", "pod", "instance")
 
@@ -41,9 +42,7 @@ class Dataset:
         except ValueError as exc:
             raise NuclabError(f"dataset {str(path)!r}: manifest.json is not JSON: {exc}") from exc
         self._cache: dict[str, list[Series]] = {}
-        self._families = {
-            family: info["file"] for family, info in (self.manifest.get("metrics") or {}).items()
-        }
+        self._families = _families(path, self.manifest)
 
     def family(self, name: str) -> list[Series]:
         """Every series of a metric family (empty when the dataset has none)."""
@@ -52,7 +51,16 @@ class Dataset:
         rel = self._families.get(name)
         if rel is None:
             return []
-        table = pq.read_table(self.path / rel)
+        try:
+            table = pq.read_table(self.path / rel)
+        except (OSError, pa.ArrowException) as exc:
+            raise NuclabError(f"dataset {str(self.path)!r}: cannot read {rel}: {exc}") from exc
+        missing = {"metric", "timestamp", "value"} - set(table.column_names)
+        if missing:
+            raise NuclabError(
+                f"dataset {str(self.path)!r}: {rel} has no column {', '.join(sorted(missing))} "
+                "(not written by nuclab export)"
+            )
         label_cols = [c for c in table.column_names if c not in ("metric", "timestamp", "value")]
         ts = table["timestamp"].cast("int64").to_numpy() / 1000.0
         values = table["value"].to_numpy()
@@ -71,6 +79,36 @@ class Dataset:
 
     def metric(self, family: str, metric: str) -> list[Series]:
         return [s for s in self.family(family) if s.metric == metric]
+
+
+METRICS_ALLOWED = (
+    'a mapping of metric family to {"file": "metrics/<family>.parquet", ...} inside the '
+    "dataset, as nuclab export writes it"
+)
+
+
+def _families(path: Path, manifest: object) -> dict[str, str]:
+    """Metric family -> its Parquet file (relative), from a manifest checked on the way."""
+    where = f"dataset {str(path)!r}: manifest.json"
+    if not isinstance(manifest, dict):
+        raise ValidationError(where, type(manifest).__name__, "a JSON object")
+    metrics = {} if manifest.get("metrics") is None else manifest["metrics"]
+    if not isinstance(metrics, dict):
+        raise ValidationError(f"{where} metrics", metrics, METRICS_ALLOWED)
+    found = {}
+    for family, info in metrics.items():
+        rel = info.get("file") if isinstance(info, dict) else None
+        if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ValidationError(f"{where} metrics.{family}", info, METRICS_ALLOWED)
+        found[family] = rel
+    for key, kind in (("nodes", list), ("window", dict), ("k3s_versions", list)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            allowed = "a list" if kind is list else "a mapping"
+            raise ValidationError(f"{where} {key}", manifest[key], f"{allowed}, or null")
+    nodes = manifest.get("nodes") or []
+    if not all(isinstance(node, dict) for node in nodes):
+        raise ValidationError(f"{where} nodes", nodes, "a list of mappings, or null")
+    return found
 
 
 def rate(s: Series) -> tuple[np.ndarray, np.ndarray]:

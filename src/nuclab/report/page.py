@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from nuclab.errors import NuclabError, ValidationError
 from nuclab.report import plots
 from nuclab.report.data import Dataset
 
@@ -139,10 +140,17 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
 
 
 def write_report(dataset: Path, output: Path | None = None) -> tuple[Path, list[str]]:
+    target = output or dataset / "report.html"
+    if output is not None and (not target.parent.is_dir() or target.is_dir()):
+        raise ValidationError("output", str(output), "an HTML file in a folder that exists")
     ds = Dataset(dataset)
     page, figures = render(ds)
-    target = output or dataset / "report.html"
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=target.parent)
+    except OSError as exc:
+        raise NuclabError(
+            f"output: cannot write in {str(target.parent)!r}: {exc.strerror}"
+        ) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(page)
     os.replace(tmp, target)
