@@ -105,6 +105,21 @@ def nuclab_experiment_table(rows: Any) -> list[str]:
     return experiments.format_rows(items, "table").splitlines()
 
 
+def nuclab_experiment_netem_refusal(checked: Any, nodes: Any) -> str:
+    """Why the experiment's network emulation cannot run on the nodes its peers may land on
+    ('' when it can, or when it asks for none)."""
+    name = "nuclab_experiment_netem_refusal"
+    full = _mapping(name, "a checked spec", checked)
+    refusal = experiments.netem_refusal(
+        {key: full.get(key) or 0 for key in ("latency", "jitter", "loss")},
+        str(full.get("role", "")),
+        list(full.get("zones") or []),
+        dict(full.get("node_labels") or {}),
+        _list(name, "Node objects", nodes),
+    )
+    return f"experiment '{full.get('name')}': {refusal}" if refusal else ""
+
+
 class FilterModule:
     """Experiment filters."""
 
@@ -116,5 +131,6 @@ class FilterModule:
             "nuclab_experiment_from_values": nuclab_experiment_from_values,
             "nuclab_experiment_values": nuclab_experiment_values,
             "nuclab_experiment_rows": nuclab_experiment_rows,
+            "nuclab_experiment_netem_refusal": nuclab_experiment_netem_refusal,
             "nuclab_experiment_table": nuclab_experiment_table,
         }

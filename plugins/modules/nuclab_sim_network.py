@@ -54,6 +54,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+netem:
+  description: Whether this machine's kernel can shape with netem (probed in a node's namespace).
+  returned: when state is present and there are nodes
+  type: bool
 actions:
   description: What the module changed, one line each.
   returned: always
@@ -187,6 +191,18 @@ def present(net: Net, bridge: str, address: str, nodes: list[dict]) -> None:
                 net.ensure_route(other["netns"], node["pod_cidr"], via, "eth0")
 
 
+def netem_works(net: Net, netns: str) -> bool:
+    """Whether a netem qdisc can be added here (tried on a veth pair, removed after)."""
+    probe = "nlnetem0"
+    net.run("ip", "-n", netns, "link", "del", probe, check=False)
+    net.run("ip", "-n", netns, "link", "add", probe, "type", "veth", "peer", "name", probe + "p")
+    try:
+        qdisc = ["tc", "-n", netns, "qdisc", "add", "dev", probe, "root", "netem", "delay", "1ms"]
+        return net.run(*qdisc, check=False).returncode == 0
+    finally:
+        net.run("ip", "-n", netns, "link", "del", probe, check=False)
+
+
 def absent(net: Net, bridge: str, nodes: list[dict]) -> None:
     for node in nodes:
         if os.path.exists(f"/run/netns/{node['netns']}"):
@@ -209,11 +225,14 @@ def main() -> None:
     )
     net = Net(module)
     p = module.params
+    result: dict = {}
     if p["state"] == "present":
         present(net, p["bridge"], p["address"], p["nodes"])
+        if p["nodes"] and not module.check_mode:
+            result["netem"] = netem_works(net, p["nodes"][0]["netns"])
     else:
         absent(net, p["bridge"], p["nodes"])
-    module.exit_json(changed=bool(net.actions), actions=net.actions)
+    module.exit_json(changed=bool(net.actions), actions=net.actions, **result)
 
 
 if __name__ == "__main__":

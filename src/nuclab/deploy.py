@@ -464,6 +464,22 @@ def pending(kube: Kube, namespace: str, name: str, peers: int, waited: float) ->
 # --- the whole step ---------------------------------------------------------------------------
 
 
+def check_netem(kube: Kube, parsed: spec.ExperimentSpec) -> None:
+    """Refuse (exit 2, before anything changes) network emulation on the nodes the peers may
+    land on when their kernel has no netem; the role's present.yml checks the same."""
+    if not parsed.netem:
+        return
+    refusal = experiments.netem_refusal(
+        {"latency": parsed.latency, "jitter": parsed.jitter, "loss": parsed.loss},
+        parsed.role,
+        parsed.zones,
+        parsed.node_labels,
+        kube.get("/api/v1/nodes").get("items") or [],
+    )
+    if refusal:
+        raise ValidationError("latency/jitter/loss", parsed.name, refusal)
+
+
 def apply(
     raw: Mapping[str, Any],
     settings: Settings,
@@ -487,6 +503,7 @@ def apply(
         raise NotFoundError(f"experiment '{name}' does not exist in namespace {settings.namespace}")
     current = release.values if release else {}
     parsed, values = release_values(raw, settings, current, exists=release is not None)
+    check_netem(kube, parsed)
     changed = chart_changes(release, settings.chart, values)
     # Progress lines are the role's task names: the same steps, whichever path runs them.
     if release is None:

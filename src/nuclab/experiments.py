@@ -287,3 +287,42 @@ def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 result[key] = value
     return result
+
+
+NETEM_LABEL = "nuclab.io/netem"
+
+
+def netem_refusal(
+    netem: Mapping[str, float],
+    role: str,
+    zones: Sequence[str],
+    node_labels: Mapping[str, str],
+    nodes: Iterable[Mapping[str, Any]],
+) -> str | None:
+    """Why an experiment that asks for network emulation (``netem``: latency, jitter, loss
+    above 0) must not start: the nodes its peers may land on whose kernel has no netem (label
+    nuclab.io/netem=false, set by the simulated lab's real nodes). None when nothing is asked
+    for or every such node can emulate; nodes that do not say are not judged."""
+    asked = {key: value for key, value in netem.items() if value}
+    if not asked:
+        return None
+    want = {"nuclab.io/role": role, **{f"nuclab.io/{k}": v for k, v in node_labels.items()}}
+    lacking = []
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if any(labels.get(key) != value for key, value in want.items()):
+            continue
+        if zones and labels.get("topology.kubernetes.io/zone") not in zones:
+            continue
+        if labels.get(NETEM_LABEL) == "false":
+            lacking.append(meta.get("name", "?"))
+    if not lacking:
+        return None
+    what = ", ".join(f"{key} {value:g}" for key, value in sorted(asked.items()))
+    return (
+        f"{what} needs netem (sch_netem), which the kernel of node(s) {', '.join(sorted(lacking))} "
+        f"lacks; the peers may run there (role {role}"
+        + (f", zones {', '.join(zones)}" if zones else "")
+        + "): ask for no latency, jitter or loss, or place the peers elsewhere (--zone, --label)"
+    )

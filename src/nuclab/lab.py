@@ -30,11 +30,13 @@ SIM_LABEL = PREFIX + "simulated"
 # On the simulated lab: whether a node is a kwok node (nothing runs) or a real kubelet node.
 NODE_KINDS = ("kwok", "real")
 KIND_LABEL = PREFIX + "node-kind"
+# Whether a node's kernel has netem (the simulated lab's real nodes say; bare metal: unknown).
+NETEM_LABEL = PREFIX + "netem"
 # node-role.kubernetes.io/* may only be set through the API (the kubelet refuses it); the lab
 # sets it for its own roles so that `kubectl get nodes` shows them. K3s labels its servers
 # (control-plane, etcd, master) itself: those are not the lab's to manage.
 NODE_ROLE_LABELS = {role: f"node-role.kubernetes.io/{role}" for role in AGENT_ROLES}
-RESERVED_KEYS = ("role", "telemetry", "simulated", "node-kind")
+RESERVED_KEYS = ("role", "telemetry", "simulated", "node-kind", "netem")
 
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -86,7 +88,7 @@ class LabNode:
 def is_managed_label(key: str) -> bool:
     """Labels the lab owns: set from the inventory and removed when the inventory drops them."""
     return (
-        (key.startswith(PREFIX) and key not in (SIM_LABEL, KIND_LABEL))
+        (key.startswith(PREFIX) and key not in (SIM_LABEL, KIND_LABEL, NETEM_LABEL))
         or key == ZONE_LABEL
         or key in NODE_ROLE_LABELS.values()
     )

@@ -275,3 +275,22 @@ def test_peers_resolve_each_other_through_the_headless_service(core: Any, tmp_pa
         return bool(lines) and sorted(lines[-1]) == want
 
     wait_for(resolved, 60, "peer 0 to resolve both peers' stable names to their pod IPs", step=2)
+
+
+@pytest.mark.parametrize("path", [[], ["--via-playbook"]], ids=["direct", "playbook"])
+def test_latency_on_nodes_without_netem_is_refused_before_anything_starts(
+    core: Any, path: list[str]
+) -> None:
+    # This machine's kernel has no netem, so the real nodes say nuclab.io/netem=false.
+    labels = {n.metadata.name: n.metadata.labels for n in core.list_node().items}
+    assert {name for name in REAL if labels[name].get("nuclab.io/netem") == "false"} == REAL
+    proc = nuclab(
+        "create", "--name", "shaped", "--peers", "2", "--latency", "10",
+        "--label", "node-kind=real", *path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "nuc-2, nuc-4" in proc.stderr and "netem" in proc.stderr, proc.stderr
+    assert not pods(core, "shaped")
+    listed = json.loads(nuclab("list", "-o", "json").stdout)
+    assert "shaped" not in {row["experiment"] for row in listed}

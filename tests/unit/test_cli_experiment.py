@@ -292,3 +292,23 @@ def test_list_tells_simulated_peers_from_real_ones_and_shows_oomkilled() -> None
         "2",
         "restarts",
     ]
+
+
+def test_netem_is_refused_on_the_nodes_the_peers_may_use_whose_kernel_lacks_it() -> None:
+    def node(name: str, zone: str, netem: str | None, role: str = "worker") -> dict[str, Any]:
+        labels = {"nuclab.io/role": role, "topology.kubernetes.io/zone": zone}
+        if netem:
+            labels["nuclab.io/netem"] = netem
+        return {"metadata": {"name": name, "labels": labels}}
+
+    nodes = [
+        node("nuc-2", "zone-a", "false"),
+        node("nuc-4", "zone-b", "true"),
+        node("nuc-3", "zone-a", None),  # bare metal or kwok: not judged
+        node("nuc-1", "zone-a", "false", role="client"),
+    ]
+    refuse = cmd.experiments.netem_refusal
+    said = refuse({"latency": 10, "jitter": 0, "loss": 0}, "worker", [], {}, nodes)
+    assert said and "latency 10" in said and "nuc-2" in said and "nuc-1" not in said
+    assert refuse({"latency": 10}, "worker", ["zone-b"], {}, nodes) is None
+    assert refuse({"latency": 0, "loss": 0}, "worker", [], {}, nodes) is None

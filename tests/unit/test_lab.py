@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from nuclab import lab
@@ -191,3 +193,51 @@ def test_validation_error_names_field_value_and_rule():
         lab.lab_node("x", {"lab_role": "boss"}, {})
     assert info.value.field == "host x: lab_role"
     assert info.value.value == "boss"
+
+
+def _real(name: str, kind: str = "real", zone: str = "zone-a") -> lab.LabNode:
+    return lab.LabNode(host=name, name=name, role="worker", zone=zone, telemetry="cpu", kind=kind)
+
+
+def test_real_nodes_get_addresses_and_pod_networks_apart_from_kwok() -> None:
+    nodes = [_real("nuc-4"), _real("nuc-1", "kwok"), _real("nuc-2")]
+    real = lab.real_nodes(nodes, "10.41.0.1/24", "10.42.0.0/16", "10.42.128.0/17")
+    assert [(n.name, n.address, n.pod_cidr) for n in real] == [
+        ("nuc-2", "10.41.0.11/24", "10.42.1.0/24"),
+        ("nuc-4", "10.41.0.12/24", "10.42.2.0/24"),
+    ]
+    assert {n.host_link for n in real} == {"nlsim1", "nlsim2"}
+    kwok = ipaddress.ip_network("10.42.128.0/17")
+    assert not any(ipaddress.ip_network(n.pod_cidr).overlaps(kwok) for n in real)
+
+
+def test_more_real_nodes_than_the_networks_hold_are_refused() -> None:
+    nodes = [_real(f"n{i}") for i in range(5)]
+    with pytest.raises(ValidationError, match="at most 3"):
+        lab.real_nodes(nodes, "10.41.0.1/28", "10.42.0.0/16", "10.42.128.0/17")
+
+
+def test_an_unknown_node_kind_is_refused_per_host() -> None:
+    hostvars = {"a": {"lab_role": "worker", "sim_node_kind": "vm"}, "b": {"lab_role": "worker"}}
+    problems = lab.preflight(hostvars, ["a", "b"], {"agent": ["a", "b"]})
+    assert len(problems) == 1
+    assert problems[0].startswith("host a: sim_node_kind: 'vm' is not allowed; kwok")
+
+
+def test_real_node_preflight_names_each_host_for_root_and_memory() -> None:
+    real = lab.real_nodes([_real("nuc-2"), _real("nuc-4")], "10.41.0.1/24", "10.42.0.0/16",
+                          "10.42.128.0/17")  # fmt: skip
+    assert lab.real_node_problems(real, 0, "MemAvailable:   2097152 kB\n", 512) == []
+    short = lab.real_node_problems(real, 1000, "MemAvailable:    524288 kB\n", 512)
+    assert len(short) == 4
+    assert short[0].startswith("host nuc-2: sim_node_kind: real needs root")
+    assert "1024 MiB" in short[1] and "512 MiB available" in short[1]
+
+
+def test_a_host_that_turns_real_loses_its_kwok_node_and_keeps_its_kubelet_node() -> None:
+    kwok_node = lab.sim_node(_real("nuc-2", "kwok"), "v1.35.4")
+    registered = {"metadata": {"name": "nuc-4", "labels": {lab.SIM_LABEL: "true"}}}
+    plan = lab.sim_node_plan([kwok_node, registered], [_real("nuc-2"), _real("nuc-4")], "v1.35.4")
+    assert plan == {"create": [], "recreate": [], "delete": ["nuc-2"]}
+    back = lab.sim_node_plan([registered], [_real("nuc-4", "kwok")], "v1.35.4")
+    assert [n["metadata"]["name"] for n in back["recreate"]] == ["nuc-4"]

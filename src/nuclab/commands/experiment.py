@@ -379,6 +379,10 @@ def cmd_create(args: argparse.Namespace) -> int:
             timeout=request.extravars.get("experiment_wait_timeout"), quiet=args.quiet,
         )  # fmt: skip
     else:
+        kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+        if kubeconfig:  # the role checks it too; here it is refused with exit 2
+            parsed = spec.parse(request.extravars["experiment_spec"], create=False)
+            deploy.check_netem(Kube(kubeconfig), parsed)
         run_playbook(request, quiet=args.quiet)
     print(f"[INFO] experiment '{name}' is running ({spec.fullname(name)})")
     return 0

@@ -1,0 +1,167 @@
+"""Pod start-up latency on the simulated lab's real nodes, measured as kube-burner's podLatency.
+
+Creates --pods pods at once (pinned to the real nodes in turn; image already on the node, as
+podLatency excludes the pull), watches them, and records for each the time from its creation
+(the API's answer to the create) to each condition kube-burner reports: PodScheduled,
+Initialized, ContainersReady, Ready, from the watch events as they arrive (the conditions'
+own timestamps have one-second resolution). Prints P50/P95/P99 and max of each, against the
+Kubernetes SLO (P99 of create to Ready at most 5 s, image pull excluded), then deletes the pods.
+
+Also prints the real nodes' kubelet, containerd and kube-proxy memory (RSS) and CPU time,
+before and while the pods run.
+
+    .venv/bin/python bench/pod_startup_real.py [--pods 50] [--runs 3] [--image IMAGE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECONFIG = REPO / "inventory/sim/artifacts/kubeconfig"
+RUN_DIR = REPO / "inventory/sim/.state/run"
+NAMESPACE = "nuclab-bench"
+CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def quantile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+def processes() -> dict[str, tuple[float, float]]:
+    """RSS (MiB) and CPU seconds of each real node's kubelet, containerd and kube-proxy."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pidfile in sorted(RUN_DIR.glob("*.pid")):
+        if not pidfile.stem.startswith(("kubelet-", "containerd-", "kube-proxy-")):
+            continue
+        pid = pidfile.read_text().strip()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        found[pidfile.stem] = (rss / 1024, (int(stat[11]) + int(stat[12])) / tick)
+    return found
+
+
+def pod(name: str, node: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "pod-startup"}},
+        "spec": {
+            "nodeName": None,
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "resources": {"limits": {"cpu": "10m", "memory": "8Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def run(core: Any, nodes: list[str], count: int, image: str) -> dict[str, list[float]]:
+    created: dict[str, float] = {}
+    seen: dict[str, dict[str, float]] = {}
+    done = threading.Event()
+
+    def follow() -> None:
+        w = watch.Watch()
+        for event in w.stream(core.list_namespaced_pod, NAMESPACE, label_selector="app=pod-startup"):
+            now = time.monotonic()
+            obj = event["object"]
+            got = seen.setdefault(obj.metadata.name, {})
+            for cond in obj.status.conditions or []:
+                if cond.status == "True" and cond.type in CONDITIONS:
+                    got.setdefault(cond.type, now)
+            if len(seen) == count and all("Ready" in s for s in seen.values()):
+                w.stop()
+                done.set()
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    time.sleep(1)
+    for i in range(count):
+        name = f"pod-{i}"
+        core.create_namespaced_pod(NAMESPACE, pod(name, nodes[i % len(nodes)], image))
+        created[name] = time.monotonic()
+    during = None
+    if done.wait(120):
+        during = processes()
+    latencies = {
+        cond: [seen[n][cond] - created[n] for n in created if cond in seen.get(n, {})]
+        for cond in CONDITIONS
+    }
+    core.delete_collection_namespaced_pod(NAMESPACE, label_selector="app=pod-startup")
+    while core.list_namespaced_pod(NAMESPACE).items:
+        time.sleep(1)
+    latencies["_during"] = during  # type: ignore[assignment]
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--image", default="localhost/nuclab/pause:3.10")
+    args = parser.parse_args()
+    core = client.CoreV1Api(config.new_client_from_config(str(KUBECONFIG)))
+    nodes = sorted(
+        n.metadata.name
+        for n in core.list_node(label_selector="nuclab.io/node-kind=real").items
+    )
+    if not nodes:
+        raise SystemExit("no real nodes: bring inventory/sim up first (make sim-up)")
+    if not core.list_namespace(field_selector=f"metadata.name={NAMESPACE}").items:
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+    print(f"{args.pods} pods on {', '.join(nodes)}, {args.runs} runs, load {load()}")
+    idle = processes()
+    per_run = []
+    for r in range(args.runs):
+        lat = run(core, nodes, args.pods, args.image)
+        during = lat.pop("_during")
+        per_run.append(lat)
+        ready = lat["Ready"]
+        print(
+            f"run {r + 1}: Ready {len(ready)}/{args.pods}, P50 {quantile(ready, 0.5):.2f} s, "
+            f"P99 {quantile(ready, 0.99):.2f} s, load {load()}"
+        )
+    print("\ncondition        P50 s  P95 s  P99 s  max s   (medians over runs)")
+    for cond in CONDITIONS:
+        cells = [
+            statistics.median(quantile(r[cond], q) for r in per_run) for q in (0.5, 0.95, 0.99)
+        ]
+        worst = statistics.median(max(r[cond]) for r in per_run)
+        print(f"{cond:15s} {cells[0]:6.2f} {cells[1]:6.2f} {cells[2]:6.2f} {worst:6.2f}")
+    p99 = statistics.median(quantile(r["Ready"], 0.99) for r in per_run)
+    print(f"\nSLO (P99 create to Ready <= 5 s, pull excluded): {'met' if p99 <= 5 else 'missed'}")
+    print("\nprocess               idle RSS MiB  with pods RSS MiB  CPU s during the runs")
+    for name, (rss, cpu) in idle.items():
+        busy = (during or {}).get(name, (float("nan"), cpu))
+        print(f"{name:22s} {rss:12.1f} {busy[0]:18.1f} {busy[1] - cpu:10.1f}")
+    core.delete_namespace(NAMESPACE)
+
+
+if __name__ == "__main__":
+    main()
