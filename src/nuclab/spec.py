@@ -43,7 +43,8 @@ PARAM_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PARAM_KEY_MAX = 50
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 DEFAULT_IMAGE = "localhost/nuclab/tools:0.1.0"
-DEFAULT_COMMAND: tuple[str, ...] = ("nuclab", "peer")
+# The Go peer (src/agents, in the tools image): the chart's default command too.
+DEFAULT_COMMAND: tuple[str, ...] = ("nuclab-peer",)
 
 
 @dataclass(frozen=True)
