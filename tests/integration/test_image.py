@@ -16,7 +16,9 @@ import pytest
 
 from tests.conftest import REPO
 
-IMAGE = "localhost/nuclab/tools:0.1.0"
+# NUCLAB_TOOLS_IMAGE: build and test the image under another name (beside a lab that runs the
+# standard one).
+IMAGE = os.environ.get("NUCLAB_TOOLS_IMAGE", "localhost/nuclab/tools:0.1.0")
 ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "tools" / "containers.conf")}
 SCRAPE = (
     "import sys, urllib.request; "
@@ -37,7 +39,7 @@ def image() -> str:
     assert base.returncode == 0, (
         "the Debian base image is missing: run make setup (tools/images/build-debian-image.sh)"
     )
-    _sh("bash", str(REPO / "tools" / "images" / "build-nuclab-image.sh"))
+    _sh("bash", str(REPO / "tools" / "images" / "build-nuclab-image.sh"), "--name", IMAGE)
     return IMAGE
 
 
