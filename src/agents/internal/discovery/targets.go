@@ -43,8 +43,11 @@ func (e *Error) Error() string {
 type Resolver func(host string) []string
 
 // ResolveIPv4 resolves with the system's resolver (/etc/hosts, then DNS), 5 s at most per name.
-func ResolveIPv4(host string) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func ResolveIPv4(host string) []string { return ResolveIPv4Context(context.Background(), host) }
+
+// ResolveIPv4Context is ResolveIPv4 that also gives up when ctx ends.
+func ResolveIPv4Context(ctx context.Context, host string) []string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", host)
 	if err != nil {

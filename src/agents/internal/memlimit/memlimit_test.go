@@ -22,9 +22,9 @@ func TestRead(t *testing.T) {
 		paths []string
 		want  int64
 	}{
-		{[]string{write(t, "16777216\n")}, 16 << 20},         // v1 or v2 with a limit
-		{[]string{write(t, "9223372036854771712\n")}, 0},     // v1 without a limit
-		{[]string{write(t, "max\n")}, 0},                     // v2 without a limit
+		{[]string{write(t, "16777216\n")}, 16 << 20},        // v1 or v2 with a limit
+		{[]string{write(t, "9223372036854771712\n")}, 0},    // v1 without a limit
+		{[]string{write(t, "max\n")}, 0},                    // v2 without a limit
 		{[]string{missing, write(t, "33554432")}, 32 << 20}, // the first file that exists
 		{[]string{missing}, 0},
 	}

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"nuclab.io/agents/internal/discovery"
@@ -64,8 +65,8 @@ type Peer struct {
 	conns     map[*conn]struct{}
 	published int64
 
-	outbound map[string]bool // host:port dialled (touched by the discovery loop only)
-	resolve  discovery.Resolver
+	outbound map[string]bool    // host:port dialled (touched by the discovery loop only)
+	resolve  discovery.Resolver // nil: the system's
 	wg       sync.WaitGroup
 }
 
@@ -74,9 +75,9 @@ func New(cfg *Config, m *Metrics, lim Limits, out io.Writer) *Peer {
 	p := &Peer{
 		cfg: cfg, m: m, lim: lim, origin: []byte(cfg.Name), out: out, health: NewHealth(),
 		seen: NewSeen(lim.SeenIDs), history: NewHistory(lim.HistoryFrames, lim.HistoryBytes),
-		conns: map[*conn]struct{}{}, outbound: map[string]bool{}, resolve: discovery.ResolveIPv4,
+		conns: map[*conn]struct{}{}, outbound: map[string]bool{},
 	}
-	p.health.conns = p.Connections
+	p.health.conns = p.joined
 	return p
 }
 
@@ -90,6 +91,20 @@ func (p *Peer) Connections() int {
 	return len(p.conns)
 }
 
+// joined counts the connections to other peers: the ones this peer dialled, and accepted ones
+// that sent a gossip frame (a TCP health check or a port scan does not make a peer ready).
+func (p *Peer) joined() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for c := range p.conns {
+		if c.joined.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 // A gossip connection: one reader (the serve goroutine) and one writer goroutine that drains a
 // queue of shared, immutable frames with writev.
 type conn struct {
@@ -98,6 +113,7 @@ type conn struct {
 	queue   [][]byte
 	pending int
 	closed  bool
+	joined  atomic.Bool
 	ready   chan struct{} // wakes the writer
 	drained chan struct{} // wakes a waiting publisher
 }
@@ -197,8 +213,9 @@ func (p *Peer) maxPending() int {
 }
 
 // serve runs one connection until it closes: replay the history, then read, count and relay.
-func (p *Peer) serve(nc net.Conn) {
+func (p *Peer) serve(nc net.Conn, dialled bool) {
 	c := newConn(nc)
+	c.joined.Store(dialled)
 	go c.writeLoop()
 	p.mu.Lock()
 	p.conns[c] = struct{}{}
@@ -229,6 +246,7 @@ func (p *Peer) serve(nc net.Conn) {
 			Logf("dropping a connection that does not speak nuclab gossip (%s)", nc.RemoteAddr())
 			return
 		}
+		c.joined.Store(true)
 		origin = origin[:h.OriginLn]
 		if _, err := io.ReadFull(r, origin); err != nil {
 			return
@@ -281,7 +299,7 @@ func (p *Peer) dial(ctx context.Context, ep discovery.Endpoint) {
 		if err == nil {
 			Logf("connected to %s (%s)", ep.Label(), addr)
 			stop := context.AfterFunc(ctx, func() { nc.Close() })
-			p.serve(nc)
+			p.serve(nc, true)
 			stop()
 		}
 		select {
@@ -292,11 +310,15 @@ func (p *Peer) dial(ctx context.Context, ep discovery.Endpoint) {
 }
 
 // neighbours returns the peers to dial and how many others the experiment has.
-func (p *Peer) neighbours(beat func()) ([]discovery.Endpoint, int) {
+func (p *Peer) neighbours(ctx context.Context, beat func()) ([]discovery.Endpoint, int) {
 	cfg := p.cfg
+	lookup := p.resolve
+	if lookup == nil { // the system's resolver, given up on when the peer stops
+		lookup = func(host string) []string { return discovery.ResolveIPv4Context(ctx, host) }
+	}
 	candidates := cfg.Targets
 	if len(candidates) == 0 {
-		resolve := func(host string) []string { beat(); return p.resolve(host) }
+		resolve := func(host string) []string { beat(); return lookup(host) }
 		candidates = discovery.Discover(discovery.Query{
 			Experiment: cfg.Experiment, Service: cfg.Service, SelfName: cfg.Name,
 			StatefulSet: cfg.StatefulSet, Peers: cfg.Peers, Port: cfg.Port,
@@ -311,7 +333,7 @@ func (p *Peer) neighbours(beat func()) ([]discovery.Endpoint, int) {
 	selfKey := cfg.Name
 	if len(candidates) > 0 && !named { // IP-only discovery: we are our own pod IP
 		if host, err := os.Hostname(); err == nil {
-			if ips := p.resolve(host); len(ips) > 0 {
+			if ips := lookup(host); len(ips) > 0 {
 				selfKey = ips[0]
 			}
 		}
@@ -338,7 +360,7 @@ func (p *Peer) discoveryLoop(ctx context.Context) {
 	beat := p.health.Loop("discovery")
 	for {
 		beat()
-		eps, others := p.neighbours(beat)
+		eps, others := p.neighbours(ctx, beat)
 		p.health.SetOthers(others)
 		for _, ep := range eps {
 			key := net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
@@ -464,7 +486,7 @@ func (p *Peer) Run(ctx context.Context, ln net.Listener) error {
 			go func() {
 				defer p.wg.Done()
 				stop := context.AfterFunc(ctx, func() { nc.Close() })
-				p.serve(nc)
+				p.serve(nc, false)
 				stop()
 			}()
 		}

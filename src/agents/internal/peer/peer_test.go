@@ -217,3 +217,29 @@ func TestDiscoveryThroughTheResolverFindsTheStatefulSetsPods(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestOnlyAPeerThatSpeaksGossipMakesItReady(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lns := listen(t, 2)
+	nobody := target("b", lns[1])
+	lns[1].Close() // b never answers: a cannot dial out
+	r := start(t, ctx, &Config{Name: "a", Targets: []discovery.Endpoint{nobody}, ConnectTo: 1, MsgSize: 10, MsgRateMS: 3_600_000}, lns[0])
+	eventually(t, "a looked for its peers", func() bool { return r.p.Health().Ready() != nil && r.p.health.others.Load() == 1 })
+	nc, err := net.Dial("tcp", lns[0].Addr().String()) // a TCP health check, say
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	eventually(t, "a has the connection", func() bool { return r.p.Connections() == 1 })
+	if err := r.p.Health().Ready(); err == nil || !strings.Contains(err.Error(), "no connection to any of 1 other peer(s)") {
+		t.Errorf("ready through a connection that sent nothing: %v", err)
+	}
+	if _, err := nc.Write(Encode([]byte("b"), 1, uint64(time.Now().UnixNano()), []byte("hi"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a peer that sent a frame has joined", func() bool { return r.p.Health().Ready() == nil })
+	if got := testutil.ToFloat64(r.m.Received); got != 1 {
+		t.Errorf("received %v", got)
+	}
+}
