@@ -7,7 +7,8 @@ exactly the experiment chart's environment and finds the others through DNS as a
 network alias ``<statefulset>-<i>.<service>`` is the per-pod name of the headless Service.
 Measured from the host, never from inside (an exec would be charged to the container's cgroup):
 no OOM kill or restart, every peer's /metrics has every other peer's messages, /readyz is 200,
-and the cgroup's peak memory (memory.max_usage_in_bytes) stays below the limit.
+and the cgroup's peak memory (memory.max_usage_in_bytes) stays below the limit; SIGTERM then
+stops each with exit code 0.
 
 What this cannot show: a kubelet's probes and OOM handling (the lead's real-node tests do).
 The image's layers are read into the page cache at build time, so the peak here is the peer's
@@ -175,3 +176,11 @@ def test_five_peers_at_16_mib_and_5_percent_cpu_deliver_everything(
         assert sum(line.startswith("sending at ") for line in logs.splitlines()) == COUNT
     for name, peak in zip(names, peaks, strict=True):
         assert peak < LIMIT, (name, peak)
+    # SIGTERM (podman stop, as a kubelet stops a pod) ends every peer cleanly well within the
+    # chart's 5 s grace period: exit code 0, not a SIGKILL's 137.
+    t_stop = time.monotonic()
+    _sh("podman", "stop", "-t", "5", *containers)
+    assert time.monotonic() - t_stop < 5
+    for c, name in zip(containers, names, strict=True):
+        state = _inspect(c)["State"]
+        assert state["ExitCode"] == 0 and not state["OOMKilled"], (name, state)
