@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,15 @@ def tool(name: str) -> str:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def peer_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """nuclab-peer built from src/agents (tools/build-agents.sh, the image's build too)."""
+    out = tmp_path_factory.mktemp("agents")
+    done = subprocess.run(
+        ["bash", str(REPO / "tools" / "build-agents.sh"), "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"tools/build-agents.sh: {done.stderr[-2000:]}"
+    return str(out / "nuclab-peer")

@@ -37,7 +37,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loadgen",
         "generate Kafka or HTTP load at a target rate and measure what was achieved",
     ),
-    "peer": ("peer", "run the default gossip peer (publish, relay, count, time)"),
     "probe": ("probe", "measure RTT and loss to peers (sidecar) or between nodes (--node)"),
     "report": ("report", "render an exported dataset as one self-contained HTML page"),
 }

@@ -65,7 +65,8 @@ IMAGE_RE = re.compile(
 )
 IMAGE_MAX = 255
 DEFAULT_IMAGE = "localhost/nuclab/tools:0.1.0"
-DEFAULT_COMMAND: tuple[str, ...] = ("nuclab", "peer")
+# The Go peer (src/agents, in the tools image): the chart's default command too.
+DEFAULT_COMMAND: tuple[str, ...] = ("nuclab-peer",)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nuclab import spec
 from tests.chart.conftest import helm_template, validate
@@ -116,7 +117,7 @@ def test_reference_experiment_objects(render: Render) -> None:
     container = peer(objects)
     limits = {"cpu": "50m", "memory": "16Mi"}
     assert container["resources"] == {"limits": limits, "requests": limits}
-    assert container["command"] == ["nuclab", "peer"]
+    assert container["command"] == ["nuclab-peer"]
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     variables = env(container)
@@ -139,6 +140,26 @@ def test_reference_experiment_objects(render: Render) -> None:
     account = one(objects, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
     assert by_kind(objects, "PodMonitor") == []
+
+
+def test_the_peer_is_probed_on_its_health_endpoints(render: Render) -> None:
+    """/readyz and /healthz on the metrics port; a TCP connect to the first port without
+    metrics (the peer then serves no HTTP at all); none for a workload that serves neither."""
+    container = peer(render(MATRIX["reference"]))
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert env(container)["NUCLAB_METRICS_PORT"] == "9464"
+    off = peer(render(MATRIX["no-metrics-no-policy"]))
+    assert off["readinessProbe"]["tcpSocket"] == {"port": 7000}
+    assert off["livenessProbe"]["tcpSocket"] == {"port": 7000}
+    assert env(off)["NUCLAB_METRICS_PORT"] == "0"
+    own = peer(render({**values_for(command=["my-app"]), "probes": {"enabled": False}}))
+    assert "readinessProbe" not in own and "livenessProbe" not in own
+
+
+def test_the_charts_default_command_is_the_specs(repo: Path) -> None:
+    values = yaml.safe_load((repo / "charts" / "experiment" / "values.yaml").read_text())
+    assert values["command"] == list(spec.DEFAULT_COMMAND) == ["nuclab-peer"]
 
 
 def test_scaling_changes_only_the_replicas_and_the_peer_count(render: Render) -> None:

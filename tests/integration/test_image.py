@@ -1,6 +1,6 @@
 """The nuclab tools image: built with podman from the local Debian base (no registry, no network
-during the build), then the probe and the peer run in containers, each in its own network
-namespace joined by veth (``podman run --network ns:/run/netns/...``)."""
+during the build), then the probe and the peer (nuclab-peer, Go) run in containers, each in its
+own network namespace joined by veth (``podman run --network ns:/run/netns/...``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pytest
 
 from tests.conftest import REPO
 
-IMAGE = "localhost/nuclab/tools:0.1.0"
+# NUCLAB_TOOLS_IMAGE: build and test the image under another name (beside a lab that runs the
+# standard one).
+IMAGE = os.environ.get("NUCLAB_TOOLS_IMAGE", "localhost/nuclab/tools:0.1.0")
 ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "tools" / "containers.conf")}
 SCRAPE = (
     "import sys, urllib.request; "
@@ -37,7 +39,7 @@ def image() -> str:
     assert base.returncode == 0, (
         "the Debian base image is missing: run make setup (tools/images/build-debian-image.sh)"
     )
-    _sh("bash", str(REPO / "tools" / "images" / "build-nuclab-image.sh"))
+    _sh("bash", str(REPO / "tools" / "images" / "build-nuclab-image.sh"), "--name", IMAGE)
     return IMAGE
 
 
@@ -74,11 +76,15 @@ def _run(
     netns: dict, short: str, *argv: str, env: dict[str, str] | None = None, light: bool = False
 ) -> str:
     """Start a container in namespace ``short``; ``light``: ``python3 -m nuclab.probe``, the
-    sidecar's and DaemonSet's entry point, instead of the ``nuclab`` CLI."""
+    sidecar's and DaemonSet's entry point, instead of the ``nuclab`` CLI; ``peer``:
+    ``nuclab-peer``, the experiment chart's default command."""
     flags = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
     if light:
         flags += ["--entrypoint", "python3"]
         argv = ("-m", "nuclab.probe", *argv[1:])
+    elif argv[0] == "peer":
+        flags += ["--entrypoint", "nuclab-peer"]
+        argv = argv[1:]
     cid = _sh(
         "podman", "run", "-d", "--network", f"ns:/run/netns/{netns[short]}", *flags, IMAGE, *argv
     ).stdout.strip()

@@ -210,14 +210,16 @@ def test_probe_loss_matches_iptables_statistic_drops(lab: NetLab, tmp_path: Path
     assert row["lost"] == dropped, (row, dropped)
 
 
-def test_gossip_delivers_every_message_to_every_peer(lab: NetLab, tmp_path: Path) -> None:
+def test_gossip_delivers_every_message_to_every_peer(
+    lab: NetLab, tmp_path: Path, peer_binary: str
+) -> None:
     hosts = {f"p{i}": f"10.231.0.{i + 1}" for i in range(5)}
     _, ns = lab.switch(hosts)
     peers = [arg for name, ip in hosts.items() for arg in ("--peer", f"{name}={ip}:4001")]
     count = 40
     for name in hosts:
         lab.start(
-            ns[name], *NUCLAB, "peer", "--name", name, "--experiment", "netns", *peers,
+            ns[name], peer_binary, "--name", name, "--experiment", "netns", *peers,
             "--connect-to", "2", "--msg-size", "512", "--msg-rate", "50", "--count", str(count),
             "--duration", "60", log=tmp_path / f"{name}.log",
         )  # fmt: skip
@@ -253,18 +255,18 @@ def test_gossip_delivers_every_message_to_every_peer(lab: NetLab, tmp_path: Path
         )
 
 
-def test_peer_delivery_latency_matches_a_tcp_delaying_proxy(lab: NetLab) -> None:
+def test_peer_delivery_latency_matches_a_tcp_delaying_proxy(lab: NetLab, peer_binary: str) -> None:
     a, r, b = lab.ns("a"), lab.ns("r"), lab.ns("b")
     lab.link(a, "10.231.1.1/24", r, "10.231.1.2/24")
     lab.link(r, "10.231.2.2/24", b, "10.231.2.1/24")
     delay = 0.05
     lab.start_proxy(r, "10.231.1.2:4001", "10.231.2.1:4001", delay, "tcp")
     lab.start(
-        b, *NUCLAB, "peer", "--name", "b", "--peer", "a=10.231.2.2:1", "--connect-to", "0",
+        b, peer_binary, "--name", "b", "--peer", "a=10.231.2.2:1", "--connect-to", "0",
         "--msg-rate", "3600000", "--duration", "60",
     )  # fmt: skip
     lab.start(
-        a, *NUCLAB, "peer", "--name", "a", "--peer", "b=10.231.1.2:4001", "--connect-to", "1",
+        a, peer_binary, "--name", "a", "--peer", "b=10.231.1.2:4001", "--connect-to", "1",
         "--msg-size", "100", "--msg-rate", "100", "--count", "30", "--duration", "60",
     )  # fmt: skip
     deadline = time.monotonic() + 40
@@ -279,7 +281,9 @@ def test_peer_delivery_latency_matches_a_tcp_delaying_proxy(lab: NetLab) -> None
     assert abs(mean - delay) <= max(0.001, 0.05 * delay), mean
 
 
-def test_peer_throughput_under_tbf_matches_the_configured_rate(lab: NetLab) -> None:
+def test_peer_throughput_under_tbf_matches_the_configured_rate(
+    lab: NetLab, peer_binary: str
+) -> None:
     a, b = lab.ns("a"), lab.ns("b")
     dev_a, _ = lab.link(a, "10.231.1.1/24", b, "10.231.1.2/24")
     mbit = 20
@@ -289,11 +293,11 @@ def test_peer_throughput_under_tbf_matches_the_configured_rate(lab: NetLab) -> N
     )  # fmt: skip
     # b only receives; a offers 64 KiB every ms (~500 Mbit/s), far more than the link takes.
     lab.start(
-        b, *NUCLAB, "peer", "--name", "b", "--peer", "a=10.231.1.1", "--connect-to", "0",
+        b, peer_binary, "--name", "b", "--peer", "a=10.231.1.1", "--connect-to", "0",
         "--msg-rate", "3600000", "--duration", "60",
     )  # fmt: skip
     lab.start(
-        a, *NUCLAB, "peer", "--name", "a", "--peer", "b=10.231.1.2", "--connect-to", "1",
+        a, peer_binary, "--name", "a", "--peer", "b=10.231.1.2", "--connect-to", "1",
         "--msg-size", "65536", "--msg-rate", "1", "--duration", "60",
     )  # fmt: skip
     url = "http://10.231.1.2:9401/metrics"

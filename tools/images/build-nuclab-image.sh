@@ -7,7 +7,9 @@
 # builds it), --name localhost/nuclab/tools:<nuclab version>. Every wheel the image needs (nuclab
 # itself and the pinned runtime dependencies from pyproject.toml, for the base's python3) is
 # downloaded on this machine into $NUCLAB_CACHE/images/wheels-<key>/ first; the build then runs
-# with --network=none. --save writes the image as a tarball for airgapped labs (K3s imports
+# with --network=none. The in-pod agents (src/agents: nuclab-peer, the experiments' default
+# workload) are built from source for the base's architecture (tools/build-agents.sh) into the
+# same context. --save writes the image as a tarball for airgapped labs (K3s imports
 # tarballs from /var/lib/rancher/k3s/agent/images/). An image whose io.nuclab.image-key label
 # matches the sources is left alone (a second run takes seconds).
 set -euo pipefail
@@ -51,13 +53,18 @@ for pkg in $wanted; do
 done
 
 base_id=$(podman image inspect --format '{{.Id}}' "$base")
+arch=$(podman image inspect --format '{{.Architecture}}' "$base")
+command -v go >/dev/null || die "go is not on PATH (nuclab-peer is built from src/agents)"
 pyver=$(podman run --rm --network=none --entrypoint python3 "$base" \
   -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 commit=$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)
 sources=$(cd "$repo" && { git ls-files -co --exclude-standard src pyproject.toml 2>/dev/null \
   || find src pyproject.toml -type f; } | sort | xargs sha256sum | sha256sum | cut -c1-16)
-key=$(printf '%s|%s|%s|%s|%s|%s' "$base_id" "$pyver" "$pins" "$sources" "$commit" \
-  "$(sha256sum "$repo/Containerfile" "$0" | sha256sum)" | sha256sum | cut -c1-16)
+# src/ holds the Go agents too (src/agents), so a change there rebuilds; so does another Go.
+key=$(printf '%s|%s|%s|%s|%s|%s|%s|%s' "$base_id" "$arch" "$pyver" "$pins" "$sources" "$commit" \
+  "$(go env GOVERSION)" \
+  "$(sha256sum "$repo/Containerfile" "$0" "$repo/tools/build-agents.sh" | sha256sum)" \
+  | sha256sum | cut -c1-16)
 
 have=$(podman image inspect --format '{{ index .Labels "io.nuclab.image-key" }}' "$name" 2>/dev/null || true)
 if [ "$force" -eq 0 ] && [ "$have" = "$key" ]; then
@@ -74,6 +81,8 @@ else
     -d "$ctx.tmp/wheels" pip $pins
   "$py" -m pip wheel -q --no-deps -w "$ctx.tmp/wheels" "$repo"
   printf '%s\n' $pins > "$ctx.tmp/wheels/requirements.txt"
+  log "building nuclab-peer for linux/$arch"
+  bash "$repo/tools/build-agents.sh" --arch "$arch" --out "$ctx.tmp/bin" >/dev/null
   rm -rf "$ctx" && mv "$ctx.tmp" "$ctx"
   find "$cache" -maxdepth 1 -name 'nuclab-context-*' ! -name "$(basename "$ctx")" -exec rm -rf {} +
 
