@@ -88,7 +88,8 @@ def run(core: Any, nodes: list[str], count: int, image: str) -> dict[str, list[f
 
     def follow() -> None:
         w = watch.Watch()
-        for event in w.stream(core.list_namespaced_pod, NAMESPACE, label_selector="app=pod-startup"):
+        pods = w.stream(core.list_namespaced_pod, NAMESPACE, label_selector="app=pod-startup")
+        for event in pods:
             now = time.monotonic()
             obj = event["object"]
             got = seen.setdefault(obj.metadata.name, {})
@@ -128,8 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     core = client.CoreV1Api(config.new_client_from_config(str(KUBECONFIG)))
     nodes = sorted(
-        n.metadata.name
-        for n in core.list_node(label_selector="nuclab.io/node-kind=real").items
+        n.metadata.name for n in core.list_node(label_selector="nuclab.io/node-kind=real").items
     )
     if not nodes:
         raise SystemExit("no real nodes: bring inventory/sim up first (make sim-up)")

@@ -63,7 +63,7 @@ def pod(index: int, phase: str = "Running", revision: str = "nuclab-exp-x-1", **
 
 def test_every_filter_is_exported_with_the_nuclab_prefix() -> None:
     assert all(name.startswith("nuclab_experiment_") for name in F)
-    assert len(F) == 7
+    assert len(F) == 8
 
 
 def test_spec_filter_returns_every_field() -> None:
