@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -243,3 +246,28 @@ def test_the_experiment_charts_names_are_understood_too() -> None:
     with pytest.raises(ValidationError, match="NUCLAB_PROBE_INTERVAL: '5 minutes'"):
         config.from_args(_args(), {**env, "NUCLAB_PROBE_INTERVAL": "5 minutes"})
     assert pod_names("x", 2, "custom-sts") == ["custom-sts-0", "custom-sts-1"]
+
+
+def test_a_probe_that_finds_itself_among_ip_only_targets_keeps_probing_the_others() -> None:
+    # The node probe discovers its Service's addresses, its own among them; the reply that tells
+    # it so drops that target mid-round (on the simulated lab's real nodes this crashed it).
+    from nuclab.net import free_port
+
+    me, other = free_port(), free_port()
+    answer = subprocess.Popen(  # the other probe only answers
+        [sys.executable, "-m", "nuclab.probe", "--name", "b", "--answer-only", "--bind",
+         "127.0.0.1", "--port", str(other), "--metrics-port", "0"],
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)
+        run = subprocess.run(
+            [sys.executable, "-m", "nuclab.probe", "--name", "a", "--bind", "127.0.0.1",
+             "--port", str(me), "--metrics-port", "0", "--interval", "0.05", "--duration", "3",
+             "--target", f"127.0.0.1:{me}", "--target", f"127.0.0.1:{other}"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        answer.terminate()
+        answer.wait()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
