@@ -558,6 +558,8 @@ def to_values(spec: ExperimentSpec) -> dict[str, Any]:
         "image": {"repository": repository, "tag": tag},
         "command": list(spec.command),
         "args": list(spec.args),
+        # nuclab's peer serves /readyz and /healthz; a workload of the user's own may not.
+        "probes": {"enabled": list(spec.command) == list(DEFAULT_COMMAND)},
         "loadgen": loadgen_values(spec.loadgen),
     }
 

@@ -193,3 +193,10 @@ def test_split_image_keeps_registry_ports_and_digests() -> None:
     assert spec.split_image("localhost:5000/a/b") == ("localhost:5000/a/b", "latest")
     assert spec.split_image("a/b:1") == ("a/b", "1")
     assert spec.split_image("a/b@sha256:00") == ("a/b@sha256:00", "")
+
+
+def test_health_probes_are_the_peers_and_off_for_a_workload_of_ones_own() -> None:
+    peer = spec.to_values(spec.parse({"name": "purple", "peers": 1}))
+    assert peer["probes"] == {"enabled": True}
+    own = spec.to_values(spec.parse({"name": "own", "peers": 1, "command": ["python3", "-c"]}))
+    assert own["probes"] == {"enabled": False}
