@@ -48,7 +48,7 @@ def create(tmp_path: Path, spec: dict[str, Any], *extra: str) -> subprocess.Comp
 def core(core_api: Any) -> Iterator[Any]:
     yield core_api
     for name in ("oom", "busy", "bw", "bwfree", "dns"):
-        nuclab("delete", "--name", name, "--no-export", "-q", check=False)
+        nuclab("delete", name, "--no-export", "-q", check=False)
 
 
 def pods(core: Any, name: str) -> list[Any]:
