@@ -70,7 +70,7 @@ def nuclab_sim_node_plan(existing: Any, nodes: Any, kubernetes_version: str) -> 
 
 
 def nuclab_sim_real_nodes(
-    nodes: Any, bridge_address: str, pod_network: str, kwok_pod_network: str
+    nodes: Any, bridge_address: str, pod_network: str, kwok_pod_network: str, lab_id: str = ""
 ) -> list[dict[str, Any]]:
     """The real nodes of a simulated lab with their namespace, links and addresses."""
     if not isinstance(nodes, list):
@@ -79,7 +79,7 @@ def nuclab_sim_real_nodes(
         return [
             n.as_dict()
             for n in lab.real_nodes(
-                [_node(n) for n in nodes], bridge_address, pod_network, kwok_pod_network
+                [_node(n) for n in nodes], bridge_address, pod_network, kwok_pod_network, lab_id
             )
         ]
     except (NuclabError, ValueError) as exc:

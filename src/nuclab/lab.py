@@ -466,11 +466,17 @@ class RealNode:
 
 
 def real_nodes(
-    nodes: Sequence[LabNode], bridge_address: str, pod_network: str, kwok_pod_network: str
+    nodes: Sequence[LabNode],
+    bridge_address: str,
+    pod_network: str,
+    kwok_pod_network: str,
+    lab_id: str = "",
 ) -> list[RealNode]:
     """The real nodes' addresses: node i (in name order, from 1) gets address 10 + i of the
     network of ``bridge_address`` (this machine's address on the nodes' bridge) and the i-th
-    /24 of ``pod_network`` that does not overlap ``kwok_pod_network`` (kwok's pod addresses)."""
+    /24 of ``pod_network`` that does not overlap ``kwok_pod_network`` (kwok's pod addresses).
+    Their network namespaces are named after ``lab_id`` too: /run/netns is one folder for every
+    lab on the machine (two clones, each with a lab in a network namespace of its own)."""
     bridge = ipaddress.ip_interface(bridge_address).network
     node_network = str(bridge)
     pods = ipaddress.ip_network(pod_network)
@@ -489,7 +495,7 @@ def real_nodes(
         RealNode(
             name=name,
             index=i,
-            netns=f"nuclab-{name}"[:40],
+            netns=f"nuclab-{lab_id}-{name}" if lab_id else f"nuclab-{name}",
             host_link=f"nlsim{i}",
             address=f"{hosts[9 + i]}/{bridge.prefixlen}",
             pod_cidr=str(subnets[i]),
