@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def create(tmp_path: Path, spec: dict[str, Any], *extra: str) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def core(core_api: Any) -> Iterator[Any]:
     yield core_api
-    for name in ("oom", "busy", "bw", "bwfree", "dns"):
+    for name in ("oom", "busy", "bw", "bwfree", "dns", "reference", "mixed"):
         nuclab("delete", name, "--no-export", "-q", check=False)
 
 
@@ -133,6 +134,7 @@ def test_a_peer_above_its_memory_limit_is_oomkilled_and_listed_so(
     assert "OOMKilled" in json.dumps(row["problems"])
     table = nuclab("list").stdout
     assert re.search(r"^oom\s.*OOMKilled", table, re.M), table
+    nuclab("delete", "oom", "--no-export", "-q")
 
 
 def _pod_cpu_seconds(uid: str) -> float:
@@ -171,6 +173,7 @@ def test_a_busy_peer_at_005_cpu_uses_at_most_6_percent_of_a_core(core: Any, tmp_
     print(f"busy peer at 0.05 CPU used {used:.4f} of a core over 30 s")
     assert used <= 0.06
     assert used >= 0.03, "the peer did not run its loop"
+    nuclab("delete", "busy", "--no-export", "-q")
 
 
 # Peer 0 counts the bytes peer 1 sends it for 10 s (after 2 s of start) and logs the rate.
@@ -218,7 +221,7 @@ def _throughput(core: Any, tmp_path: Path, name: str, bandwidth: float | None) -
         on_real_nodes(
             name=name,
             peers=2,
-            cpu=1,
+            cpu=0.5,
             ram=64,
             uplink_bw=bandwidth,
             downlink_bw=bandwidth,
@@ -237,6 +240,7 @@ def _throughput(core: Any, tmp_path: Path, name: str, bandwidth: float | None) -
 
     rate = wait_for(logged, 60, f"{name}'s peer 0 to log the throughput", step=2)
     print(f"{name}: {rate:.2f} Mbit/s between nuc-2 and nuc-4 (limit {bandwidth})")
+    nuclab("delete", name, "--no-export", "-q")
     return rate
 
 
@@ -294,3 +298,84 @@ def test_latency_on_nodes_without_netem_is_refused_before_anything_starts(
     assert not pods(core, "shaped")
     listed = json.loads(nuclab("list", "-o", "json").stdout)
     assert "shaped" not in {row["experiment"] for row in listed}
+
+
+def _peer_counters(pod_ip: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{pod_ip}:9464/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in (
+                "nuclab_peer_messages_sent_total",
+                "nuclab_peer_messages_received_total",
+            ):
+                found[sample.name.split("_")[3]] = sample.value
+    return found
+
+
+def _memory_peak_mib(uid: str) -> float:
+    found = glob.glob(
+        f"/sys/fs/cgroup/memory/nuclab/*/*/kubepods/**/pod{uid}/*/memory.max_usage_in_bytes",
+        recursive=True,
+    )
+    assert found, f"no memory cgroup of pod {uid}'s containers"
+    return max(int(Path(p).read_text()) for p in found) / (1 << 20)
+
+
+def test_the_reference_experiment_runs_unchanged_on_the_real_nodes_for_5_minutes(
+    core: Any,
+) -> None:
+    # The reference figures, exactly: 5 peers, 1440 B every 2000 ms, 0.05 CPU, 16 MiB,
+    # 16 Mbit/s up and down, connect-to 5; on the real nodes only.
+    proc = nuclab(
+        "create", "--name", "reference", "--peers", "5", "--msg-size", "1440", "--msg-rate",
+        "2000", "--cpu", "0.05", "--ram", "16", "--downlink-bw", "16", "--uplink-bw", "16",
+        "--connect-to", "5", "--label", "node-kind=real", "-q", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    peers = running_pods(core, "reference", 5)
+    assert {p.spec.node_name for p in peers} == REAL
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for pod in pods(core, "reference"):
+            (status,) = pod.status.container_statuses
+            assert status.ready, f"{pod.metadata.name} is not ready"
+            assert status.restart_count == 0, f"{pod.metadata.name} restarted: {status.last_state}"
+        time.sleep(15)
+    counters = {p.metadata.name: _peer_counters(p.status.pod_ip) for p in peers}
+    sent = {name: c["sent"] for name, c in counters.items()}
+    assert min(sent.values()) >= 140, sent  # one message every 2 s for 5 minutes
+    for name, c in counters.items():
+        others = sum(s for other, s in sent.items() if other != name)
+        # read one after the other: at most one message per other peer in flight
+        assert abs(c["received"] - others) <= 4, (name, c, sent)
+    peaks = {p.metadata.name: _memory_peak_mib(p.metadata.uid) for p in peers}
+    print(f"reference peers: sent {sent}, cgroup memory peaks (MiB) {peaks}")
+    assert max(peaks.values()) < 16
+    listed = json.loads(nuclab("list", "-o", "json").stdout)
+    row = next(r for r in listed if r["experiment"] == "reference")
+    assert (row["running"], row["simulated"], row["problems"]) == (5, 0, [])
+
+
+def test_20_peers_over_real_and_kwok_nodes_and_list_says_which_are_simulated(core: Any) -> None:
+    proc = nuclab("create", "--name", "mixed", "--peers", "20", "-q", check=False)
+    assert proc.returncode == 0, proc.stderr
+    placed = {p.metadata.name: p.spec.node_name for p in pods(core, "mixed")}
+    on_real = {name for name, node in placed.items() if node in REAL}
+    assert len(placed) == 20 and on_real and len(on_real) < 20, placed
+    listed = json.loads(nuclab("list", "-o", "json").stdout)
+    row = next(r for r in listed if r["experiment"] == "mixed")
+    assert row["simulated"] == 20 - len(on_real)
+    for peer in row["peers"]:
+        assert peer["simulated"] == (peer["name"] not in on_real), peer
+        assert peer["ready"] and not peer["problem"], peer
+    # the real ones really run: the kubelet started their container in containerd
+    for pod in pods(core, "mixed"):
+        (status,) = pod.status.container_statuses
+        if pod.metadata.name in on_real:
+            assert status.container_id.startswith("containerd://") and status.ready
+    table = nuclab("list").stdout
+    assert re.search(rf"^mixed\s.*\s{20 - len(on_real)}\s+-$", table, re.M), table
