@@ -13,8 +13,8 @@ description:
   - Imports each image into the C(k8s.io) namespace of every real node's containerd (what
     C(k3s ctr images import) does for an airgapped K3s node), from a podman image of this
     machine or from an image tarball.
-  - Idempotent: a node remembers in I(stamp) which version of each image it got (the podman
-    image ID, or the tarball's checksum); an image is imported again only when it changed.
+  - Idempotent. A node remembers in C(images.json) which version of each image it got (the
+    podman image ID, or the tarball's checksum); an image is imported again only when it changed.
 options:
   ctr:
     description: Path of containerd's C(ctr).

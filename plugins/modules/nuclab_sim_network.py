@@ -12,7 +12,7 @@ short_description: The network of the simulated lab's real nodes
 description:
   - Gives each real node of the simulated lab a network namespace with one interface C(eth0)
     on a bridge of this machine, as the NICs of a lab's nodes are on one switch. The machine
-    holds the bridge's address: the nodes reach the control plane there, and the machine
+    holds the bridge's address, where the nodes reach the control plane; and the machine
     reaches every pod through a route to each node's pod network via that node.
   - Each node routes the other nodes' pod networks via their addresses (what flannel's
     host-gw backend does on K3s), forwards packets, and passes bridged packets through

@@ -172,8 +172,8 @@ class Prober:
                 break
             order = self._order
             n = len(order)
-            if index >= n:  # a reply dropped a target (ourselves) since the last send
-                index = 0
+            # a reply may have dropped a target (ourselves) since the last send
+            index = index if index < n else 0
             next_send = self._due(round_start, index, n, interval_ns) if n else now + interval_ns
             while n and now >= next_send:
                 tcp_round = cfg.tcp_every and rounds % cfg.tcp_every == 0
