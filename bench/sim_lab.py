@@ -39,11 +39,12 @@ def env() -> dict[str, str]:
     }
 
 
-def generated_inventory(root: Path, nodes: int) -> Path:
-    """A lab of one server and nodes-1 agents (one client per ten), in two zones."""
+def generated_inventory(root: Path, nodes: int, real: int = 0) -> Path:
+    """A lab of one server and nodes-1 agents (one client per ten), in two zones; the first
+    ``real`` workers are real nodes (sim_node_kind: real), the rest kwok."""
     inv = root / f"lab-{nodes}"
     shutil.copytree(SIM / "group_vars", inv / "group_vars")
-    agents = {
+    agents: dict[str, dict[str, str]] = {
         f"node-{i:03d}": {
             "lab_role": "client" if i % 10 == 1 else "worker",
             "lab_zone": "zone-a" if i % 2 else "zone-b",
@@ -51,6 +52,9 @@ def generated_inventory(root: Path, nodes: int) -> Path:
         }
         for i in range(1, nodes)
     }
+    workers = [name for name, host in agents.items() if host["lab_role"] == "worker"]
+    for name in workers[:real]:
+        agents[name]["sim_node_kind"] = "real"
     hosts = yaml.safe_load((SIM / "hosts.yml").read_text())
     hosts["k3s_cluster"]["children"]["agent"]["hosts"] = agents
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))

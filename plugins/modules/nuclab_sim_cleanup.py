@@ -82,17 +82,21 @@ def _cgroup_pids(root: str) -> set[int]:
 
 
 def _shim_pids(state_dir: str) -> set[int]:
-    """containerd shims (and anything else) whose command line names the lab's state."""
+    """The containerd shims started for a containerd whose socket is under the lab's state
+    (only shims: the playbook running this module may name the state folder too)."""
     pids: set[int] = set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                cmdline = handle.read().decode(errors="replace")
+                argv = [part.decode(errors="replace") for part in handle.read().split(b"\0")]
         except OSError:
             continue
-        if state_dir in cmdline:
+        if not os.path.basename(argv[0]).startswith("containerd-shim") or "-address" not in argv:
+            continue
+        address = argv[argv.index("-address") + 1 :][:1]
+        if address and os.path.realpath(address[0]).startswith(state_dir + "/"):
             pids.add(int(entry))
     return pids
 
