@@ -32,4 +32,5 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
     width = float(counts[i]) - low_count
     if width <= 0:
         return float(bounds[i])
-    return low_bound + (float(bounds[i]) - low_bound) * (rank - low_count) / width
+    # in Prometheus' order of operations, so that the float result is the same to the last bit
+    return low_bound + (float(bounds[i]) - low_bound) * ((rank - low_count) / width)
