@@ -24,14 +24,20 @@ setup: ## Install what nuclab needs: Debian packages, .venv, Go tools (cached)
 sim-up: setup ## Bring the simulated lab up (site.yml on inventory/sim)
 	ansible-playbook -i $(SIM) site.yml
 
-demo: sim-up ## Bring the simulated lab up, run the reference experiment on it, list it
+DEMO_TRAFFIC_SECONDS ?= 30
+
+demo: sim-up ## Bring the simulated lab up, run the reference experiment on its real nodes, print what the peers measured
 	@echo
-	kubectl --kubeconfig $(KUBECONFIG_SIM) get nodes -L nuclab.io/role,topology.kubernetes.io/zone,nuclab.io/telemetry
+	kubectl --kubeconfig $(KUBECONFIG_SIM) get nodes -L nuclab.io/role,topology.kubernetes.io/zone,nuclab.io/node-kind
 	@echo
 	nuclab create --name purple --peers 5 --msg-size 1440 --msg-rate 2000 --cpu 0.05 --ram 16 \
-	  --downlink-bw 16 --uplink-bw 16 --connect-to 5
+	  --downlink-bw 16 --uplink-bw 16 --connect-to 5 --label node-kind=real --probe
 	@echo
+	@echo "==> $(DEMO_TRAFFIC_SECONDS) s of traffic between the peers"
+	@sleep $(DEMO_TRAFFIC_SECONDS)
 	nuclab list
+	@echo
+	nuclab stats purple
 
 sim-down: ## Stop the simulated lab and remove its state
 	@if [ -x $(VENV)/bin/ansible-playbook ]; then ansible-playbook -i $(SIM) playbooks/sim_down.yml; \

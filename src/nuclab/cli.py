@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("experiment", "create (or update) an experiment and wait for its peers"),
     "list": ("experiment", "list the experiments"),
     "scale": ("experiment", "scale an experiment (0 pauses it)"),
+    "stats": (
+        "stats",
+        "show what a running experiment's peers measured (delivery, latency, probe RTT)",
+    ),
     "delete": ("experiment", "export an experiment, then delete it and wait until it is gone"),
     "export": (
         "export",

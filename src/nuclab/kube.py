@@ -115,7 +115,14 @@ class Kube:
             self.headers["Authorization"] = token if " " in token else f"Bearer {token}"
 
     def _open(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "", timeout: float
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "",
+        timeout: float,
+        accept: str = "",
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         parsed = urllib.parse.urlsplit(self.server)
         conn: http.client.HTTPConnection
@@ -128,6 +135,8 @@ class Kube:
                 parsed.hostname or "", parsed.port or 80, timeout=timeout
             )
         headers = dict(self.headers)
+        if accept:
+            headers["Accept"] = accept
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -158,6 +167,19 @@ class Kube:
 
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)
+
+    def get_text(self, path: str, accept: str = "text/plain") -> str:
+        """A GET whose answer is text (a pod's /metrics through the API server's proxy)."""
+        conn, response = self._open("GET", path, timeout=self.timeout, accept=accept)
+        try:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise LabError(f"cannot read the lab's answer to {path}: {exc}") from exc
+        finally:
+            conn.close()
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, response.reason, path)
+        return payload.decode("utf-8", errors="replace")
 
     def watch(
         self, path: str, resource_version: str, seconds: int = 60

@@ -304,6 +304,7 @@ def test_a_release_name_that_is_no_experiment_name_fails(tmp_path: Path) -> None
         ({"placement": {"role": "master"}}, "role"),
         ({"colour": "red"}, "colour"),
         ({"probe": {"maxTargets": -1}}, "maxTargets"),
+        ({"probe": {"maxTargets": spec.PEERS_MAX + 1}}, "maxTargets"),
         ({"experiment": {"pers": 5}}, "pers"),
         ({"experiment": {"params": {"blob": "v" * (spec.PARAM_VALUE_MAX + 1)}}}, "blob"),
         ({"experiment": {"params": {f"p{i}": i for i in range(spec.PARAMS_MAX + 1)}}}, "params"),

@@ -25,7 +25,7 @@ from tests.integration.conftest import ansible_env, run_playbook
 NAMESPACE = "nuclab"
 REFERENCE = [
     "--peers", "5", "--msg-size", "1440", "--msg-rate", "2000", "--cpu", "0.05", "--ram", "16",
-    "--downlink-bw", "16", "--uplink-bw", "16",
+    "--downlink-bw", "16", "--uplink-bw", "16", "--probe",  # as experiments/purple.yml
 ]  # fmt: skip
 
 
@@ -144,6 +144,8 @@ def test_purple_with_the_reference_parameters(lab: Lab) -> None:
         "STARTED",
         "AT",
         "AGE",
+        "SIMULATED",
+        "PROBLEMS",
     ]
     assert any(line.split()[:4] == ["purple", "nuclab-exp-purple", "5", "5"] for line in table)
 

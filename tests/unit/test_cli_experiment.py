@@ -58,6 +58,17 @@ def test_create_from_a_spec_file_lets_flags_win(tmp_path: Path) -> None:
     assert spec["cpu"] == 0.05
 
 
+def test_create_probe_flags_reach_the_runner_as_spec_fields() -> None:
+    args = parse("create", "--name", "purple", "--probe", "--probe-max-targets", "0")
+    given = cmd.create_request(args, repo=REPO).extravars["experiment_spec"]
+    assert given == {"name": "purple", "probe": True, "probe_max_targets": 0}
+    off = cmd.create_request(parse("create", "--name", "purple", "--no-probe"), repo=REPO)
+    assert off.extravars["experiment_spec"] == {"name": "purple", "probe": False}
+    # neither flag: the field is left to the running experiment or the lab's defaults
+    plain = cmd.create_request(parse("create", "--name", "purple"), repo=REPO)
+    assert "probe" not in plain.extravars["experiment_spec"]
+
+
 def test_create_with_labels_zones_and_params(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUCLAB_INVENTORY", str(REPO / "inventory/sim"))
     args = parse(
@@ -112,6 +123,8 @@ def test_delete_exports_first_unless_no_export_is_given() -> None:
         (["create", "--name", "p", "--uplink-bw", "0"], "uplink_bw"),
         (["create", "--name", "p", "--downlink-bw", "-1"], "downlink_bw"),
         (["create", "--name", "p", "--connect-to", "-1"], "connect_to"),
+        (["create", "--name", "p", "--probe", "--probe-max-targets", "-1"], "probe_max_targets"),
+        (["create", "--name", "p", "--probe-max-targets", "all"], "probe_max_targets"),
         (["create", "--name", "p", "--label", "gpu"], "node_labels"),
         (["scale", "purple", "-1"], "peers"),
         (["scale", "Purple", "3"], "name"),

@@ -110,13 +110,27 @@ def test_existing_experiments_scale_to_zero_and_keep_their_fields() -> None:
 
 def test_values_keep_overrides_and_current_values_under_the_spec() -> None:
     checked = F["nuclab_experiment_spec"]({"name": "p", "peers": 3})
-    current = {"probe": {"enabled": True}, "experiment": {"name": "p", "peers": 9}}
-    overrides = {"ports": [{"name": "gossip", "port": 9000}]}
+    current = {"networkPolicy": {"enabled": False}, "experiment": {"name": "p", "peers": 9}}
+    overrides = {"ports": [{"name": "gossip", "port": 9000}], "probe": {"interval": "2s"}}
     values = F["nuclab_experiment_values"](checked, overrides=overrides, current=current)
     assert values["experiment"]["peers"] == 3
-    assert values["probe"] == {"enabled": True}
+    assert values["networkPolicy"] == {"enabled": False}
+    # the spec's probe fields over the overrides' other probe settings
+    assert values["probe"] == {"interval": "2s", "enabled": False, "maxTargets": 16}
     assert values["ports"] == [{"name": "gossip", "port": 9000}]
     assert values["resources"] == {"cpu": 0.05, "memory": 16}
+
+
+def test_an_update_keeps_the_probe_of_the_running_experiment() -> None:
+    running = F["nuclab_experiment_values"](
+        F["nuclab_experiment_spec"]({"name": "p", "probe": "true", "probe_max_targets": "4"})
+    )
+    assert running["probe"] == {"enabled": True, "maxTargets": 4}
+    base = F["nuclab_experiment_from_values"](running)
+    scaled = F["nuclab_experiment_spec"]({"name": "p", "peers": 9}, base=base, create=False)
+    assert (scaled["probe"], scaled["probe_max_targets"]) == (True, 4)
+    off = F["nuclab_experiment_spec"]({"name": "p", "probe": False}, base=base, create=False)
+    assert F["nuclab_experiment_values"](off, current=running)["probe"]["enabled"] is False
 
 
 def test_names() -> None:

@@ -14,8 +14,9 @@ import pytest
 from nuclab.cli import main as nuclab
 from nuclab.export.dataset import DatasetWriter, families, series_table
 from nuclab.export.prom import Series
+from nuclab.histogram import histogram_quantile
 from nuclab.probe.metrics import RTT_BUCKETS
-from nuclab.report.data import Dataset, histogram_quantile
+from nuclab.report.data import Dataset
 
 T0 = 1_760_000_000
 N = 300

@@ -153,6 +153,11 @@ def test_lab_defaults_are_checked_too() -> None:
         ("params", "x=1"),
         ("image", "Not An Image"),
         ("command", "nuclab peer"),
+        ("probe", "yes"),
+        ("probe", 1),
+        ("probe_max_targets", -1),
+        ("probe_max_targets", 2.5),
+        ("probe_max_targets", spec.PEERS_MAX + 1),
     ],
 )
 def test_other_fields_are_checked(field: str, value: object) -> None:
@@ -174,12 +179,23 @@ def test_values_round_trip_through_the_chart_values() -> None:
         "command": ["/peer"],
         "args": ["--verbose"],
         "uplink_bw": None,
+        "probe": True,
+        "probe_max_targets": 0,
     }
     parsed = spec.parse(raw)
     values = spec.to_values(parsed)
     assert values["image"] == {"repository": "registry.local:5000/peer", "tag": "1.2"}
     assert values["experiment"]["params"] == {"topic": "t1", "fanout": "3", "flag": "true"}
+    assert values["probe"] == {"enabled": True, "maxTargets": 0}
     assert spec.parse(spec.from_values(values)) == parsed
+
+
+def test_the_probe_is_off_by_default_and_bounded_to_16_targets() -> None:
+    values = spec.to_values(spec.parse({"name": "purple"}))
+    assert values["probe"] == {"enabled": False, "maxTargets": 16}
+    # -e probe=true -e probe_max_targets=8 arrive as strings
+    parsed = spec.parse({"name": "purple", "probe": "true", "probe_max_targets": "8"})
+    assert (parsed.probe, parsed.probe_max_targets) == (True, 8)
 
 
 def test_effective_connect_to_means_all_when_larger() -> None:

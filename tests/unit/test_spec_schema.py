@@ -25,6 +25,7 @@ CHART_KEYS = {
     "latency": ("network", "latency"),
     "jitter": ("network", "jitter"),
     "loss": ("network", "loss"),
+    "probe_max_targets": ("probe", "maxTargets"),
 }
 
 
@@ -84,6 +85,11 @@ def test_example_spec_file_is_the_reference_experiment() -> None:
         2000,
     )
     assert (parsed.cpu, parsed.ram, parsed.uplink_bw, parsed.downlink_bw) == (0.05, 16, 16, 16)
+    assert parsed.probe is True  # the RTT matrix the reference lab planned
+
+
+def test_schema_probe_switch_is_a_boolean_like_the_spec_field() -> None:
+    assert SCHEMA["properties"]["probe"]["properties"]["enabled"] == {"type": "boolean"}
 
 
 def test_schema_params_and_node_labels_match_the_spec() -> None:

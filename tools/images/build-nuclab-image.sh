@@ -63,7 +63,7 @@ sources=$(cd "$repo" && { git ls-files -co --exclude-standard src pyproject.toml
 # src/ holds the Go agents too (src/agents), so a change there rebuilds; so does another Go.
 key=$(printf '%s|%s|%s|%s|%s|%s|%s|%s' "$base_id" "$arch" "$pyver" "$pins" "$sources" "$commit" \
   "$(go env GOVERSION)" \
-  "$(sha256sum "$repo/Containerfile" "$0" "$repo/tools/build-agents.sh" | sha256sum)" \
+  "$(cat "$repo/Containerfile" "$0" "$repo/tools/build-agents.sh" | sha256sum)" \
   | sha256sum | cut -c1-16)
 
 have=$(podman image inspect --format '{{ index .Labels "io.nuclab.image-key" }}' "$name" 2>/dev/null || true)

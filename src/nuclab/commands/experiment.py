@@ -127,6 +127,8 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "node_labels": _key_values("node_labels", args.label),
         "params": _key_values("params", args.param),
         "image": args.image,
+        "probe": args.probe,
+        "probe_max_targets": args.probe_max_targets,
     }
     raw.update({key: value for key, value in flags.items() if value is not None})
     return raw
@@ -498,6 +500,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ("--latency", "latency", "added latency in ms (tc netem)"),
         ("--jitter", "jitter", "jitter of the added latency in ms"),
         ("--loss", "loss", "packet loss in percent"),
+        ("--probe-max-targets", "probe_max_targets", "peers each RTT probe measures (0 = all)"),
     )
     for flag, dest, text in numbers:
         create.add_argument(flag, dest=dest, metavar=dest.upper(), help=text)
@@ -510,6 +513,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--param", action="append", metavar="KEY=VALUE", help="extra parameter (env)"
     )
     create.add_argument("--image", help="peer image")
+    create.add_argument(
+        "--probe",
+        action=argparse.BooleanOptionalAction,
+        help="run the RTT probe sidecar beside each peer (48 MiB, 0.02 CPU); --no-probe stops it",
+    )
     _common(create)
     _via_playbook(create)
     create.set_defaults(func=cmd_create)

@@ -122,23 +122,6 @@ def rate(s: Series) -> tuple[np.ndarray, np.ndarray]:
     return s.t[1:], dv / dt
 
 
-def histogram_quantile(q: float, bounds: np.ndarray, counts: np.ndarray) -> float:
-    """PromQL's histogram_quantile over cumulative bucket counts (bounds ascending, +Inf last)."""
-    total = counts[-1]
-    if total <= 0:
-        return float("nan")
-    rank = q * total
-    i = int(np.searchsorted(counts, rank, side="left"))
-    if i >= len(bounds) - 1:
-        return float(bounds[-2]) if len(bounds) > 1 else float("nan")
-    low_b = 0.0 if i == 0 else float(bounds[i - 1])
-    low_c = 0.0 if i == 0 else float(counts[i - 1])
-    width = float(counts[i]) - low_c
-    if width <= 0:
-        return float(bounds[i])
-    return low_b + (float(bounds[i]) - low_b) * (rank - low_c) / width
-
-
 def bucket_increase(buckets: list[Series]) -> tuple[np.ndarray, np.ndarray]:
     """(bounds, cumulative counts) of a histogram's increase over the whole window."""
     pairs = []

@@ -15,7 +15,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from nuclab.report.data import Dataset, Series, bucket_increase, histogram_quantile, rate
+from nuclab.histogram import histogram_quantile
+from nuclab.report.data import Dataset, Series, bucket_increase, rate
 
 MAX_LINES = 20  # more peers than this: the busiest ones, the legend says so
 
