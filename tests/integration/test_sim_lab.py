@@ -6,6 +6,7 @@ are made on a copy of inventory/sim that points at the running lab's state and k
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,11 @@ def test_every_inventory_host_is_a_ready_node_with_its_labels_and_capacity(core_
     assert gpu.metadata.labels["nuclab.io/telemetry"] == "gpu"
     assert gpu.metadata.labels["nuclab.io/gpu"] == "nvidia"
     assert gpu.status.capacity["nvidia.com/gpu"] == "1"
-    assert found["nuc-2"].status.capacity["cpu"] == "4"
-    assert found["nuc-2"].status.capacity["memory"] == "16Gi"
+    # a kwok node has the inventory's capacity; a real node (nuc-2, nuc-4) this machine's
+    assert found["nuc-3"].status.capacity["cpu"] == "4"
+    assert found["nuc-3"].status.capacity["memory"] == "16Gi"
+    assert found["nuc-2"].metadata.labels["nuclab.io/node-kind"] == "real"
+    assert found["nuc-2"].status.capacity["cpu"] == str(os.cpu_count())
     assert "node-role.kubernetes.io/worker" in found["nuc-2"].metadata.labels
     assert "node-role.kubernetes.io/control-plane" in found["nuc-master"].metadata.labels
     assert oct(SIM_KUBECONFIG.stat().st_mode & 0o777) == "0o600"
