@@ -131,24 +131,26 @@ def test_editing_the_inventory_moves_and_removes_labels_and_taints(core_api, tmp
 
 
 def test_adding_a_host_and_resizing_one_recreates_only_what_changed(core_api, tmp_path):
+    # nuc-3 is a kwok node (its capacity is the inventory's); nuc-2 is a real node, left alone
     hosts = sim_hosts()
-    agents(hosts)["nuc-2"]["node_memory"] = "8Gi"
+    agents(hosts)["nuc-3"]["node_memory"] = "8Gi"
     agents(hosts)["nuc-6"] = {"lab_role": "worker", "lab_zone": "zone-b", "node_cpu": "2"}
     before = nodes(core_api)
     edited = copy_inventory(tmp_path, hosts)
     try:
         run_playbook("site.yml", *aimed_at_running_lab(), inventory=edited)
         found = nodes(core_api)
-        assert found["nuc-2"].status.capacity["memory"] == "8Gi"
+        assert found["nuc-3"].status.capacity["memory"] == "8Gi"
         assert found["nuc-6"].status.capacity["cpu"] == "2"
         assert found["nuc-6"].metadata.labels["nuclab.io/role"] == "worker"
-        assert found["nuc-3"].metadata.uid == before["nuc-3"].metadata.uid
-        assert found["nuc-2"].metadata.uid != before["nuc-2"].metadata.uid
+        assert found["nuc-5"].metadata.uid == before["nuc-5"].metadata.uid
+        assert found["nuc-2"].metadata.uid == before["nuc-2"].metadata.uid
+        assert found["nuc-3"].metadata.uid != before["nuc-3"].metadata.uid
     finally:
         run_playbook("site.yml")
     found = nodes(core_api)
     assert "nuc-6" not in found
-    assert found["nuc-2"].status.capacity["memory"] == "16Gi"
+    assert found["nuc-3"].status.capacity["memory"] == "16Gi"
 
 
 BAD_INVENTORIES = {
