@@ -13,7 +13,6 @@ import glob
 import json
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,20 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import SIM_INVENTORY
-
-NAMESPACE = "nuclab"
-REAL = {"nuc-2", "nuc-4"}
-NUCLAB = str(Path(sys.executable).parent / "nuclab")
-
-
-def nuclab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [NUCLAB, *args, "-i", str(SIM_INVENTORY)], capture_output=True, text=True, check=False
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"nuclab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return proc
+from tests.integration.realnodes import NAMESPACE, REAL, nuclab, pods, wait_for
 
 
 def create(tmp_path: Path, spec: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
@@ -50,22 +36,6 @@ def core(core_api: Any) -> Iterator[Any]:
     yield core_api
     for name in ("oom", "busy", "bw", "bwfree", "dns", "reference", "mixed"):
         nuclab("delete", name, "--no-export", "-q", check=False)
-
-
-def pods(core: Any, name: str) -> list[Any]:
-    return core.list_namespaced_pod(
-        NAMESPACE, label_selector=f"nuclab.io/experiment={name},app.kubernetes.io/component=peer"
-    ).items
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 1.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def running_pods(core: Any, name: str, count: int, timeout: float = 90) -> list[Any]:

@@ -9,9 +9,6 @@ compared with the endpoints read directly from the pods' IPs (the host reaches t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,37 +17,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import SIM_INVENTORY
+from tests.integration.realnodes import REAL, nuclab, wait_for
+from tests.integration.realnodes import pods as peer_pods
 
-NAMESPACE = "nuclab"
-REAL = {"nuc-2", "nuc-4"}
-NUCLAB = str(Path(sys.executable).parent / "nuclab")
 PEERS = 4
-
-
-def nuclab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [NUCLAB, *args, "-i", str(SIM_INVENTORY)], capture_output=True, text=True, check=False
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"nuclab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def peer_pods(core: Any, name: str) -> list[Any]:
-    return core.list_namespaced_pod(
-        NAMESPACE, label_selector=f"nuclab.io/experiment={name},app.kubernetes.io/component=peer"
-    ).items
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 2.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

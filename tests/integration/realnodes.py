@@ -1,0 +1,43 @@
+"""What the tests on the simulated lab's real nodes share: the nodes, the CLI, the peers, a wait."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import SIM_INVENTORY
+
+NAMESPACE = "nuclab"
+REAL = {"nuc-2", "nuc-4"}  # inventory/sim's real nodes (sim_node_kind: real)
+NUCLAB = str(Path(sys.executable).parent / "nuclab")
+
+
+def nuclab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [NUCLAB, *args, "-i", str(SIM_INVENTORY)], capture_output=True, text=True, check=False
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"nuclab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def pods(core: Any, name: str) -> list[Any]:
+    """The experiment's peer pods (not its loadgen's)."""
+    return core.list_namespaced_pod(
+        NAMESPACE, label_selector=f"nuclab.io/experiment={name},app.kubernetes.io/component=peer"
+    ).items
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 1.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
