@@ -29,7 +29,9 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from nuclab.loadgen.kafka_common import quiet_logger
-from nuclab.loadgen.localbroker import LocalBroker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.harness: test equipment
+from tests.harness.kafka import LocalBroker
 
 NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen", "produce"]
 

@@ -2,7 +2,7 @@
 bytes per sample and the retention a default volume holds.
 
 A real Prometheus (Debian package) on loopback scrapes the simulated cluster of
-nuclab.observability.simlab (6 nodes, one experiment of N peers) with nuclab's recording rules,
+tests.harness.simlab (6 nodes, one experiment of N peers) with nuclab's recording rules,
 for N = 0, 100 and 200. Memory is Prometheus' own process_resident_memory_bytes once the head
 holds every series. Bytes per sample come from the blocks Prometheus cuts (1-minute blocks here)
 as `promtool tsdb list` reports them.
@@ -15,16 +15,18 @@ from __future__ import annotations
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from nuclab.observability.localprom import Prometheus
-from nuclab.observability.simlab import Exporter, World, scrape_config
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.harness: the test equipment, outside the nuclab package
+from tests.harness.prometheus import Prometheus  # noqa: E402
+from tests.harness.simlab import Exporter, World, scrape_config  # noqa: E402
+
 RULES = REPO / "roles/monitoring/files/rules/nuclab.rules.yml"
 NODES = ["nuc-master", "nuc-1", "nuc-2", "nuc-3", "nuc-4", "nuc-5"]
 PEERS = (0, 50, 100)

@@ -19,8 +19,8 @@ import pytest
 from kubernetes import client, config
 
 from nuclab.net import free_port
+from tests.harness.prometheus import local_prometheus
 from tests.integration.conftest import run_playbook
-from tests.integration.localprom import local_prometheus
 
 NAME = "gone"
 NOW = int(time.time())

@@ -39,9 +39,9 @@ from nuclab.export.dataset import sha256
 from nuclab.export.loki import Loki
 from nuclab.net import free_port
 from tests.conftest import tool
+from tests.harness.prometheus import local_prometheus
 from tests.integration.conftest import run_playbook
 from tests.integration.localloki import local_loki, push, query_range_requests
-from tests.integration.localprom import local_prometheus
 
 STEP = 1
 POINTS = 12_500  # > 11,000: every export below needs two chunks per metric

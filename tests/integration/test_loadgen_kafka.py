@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from nuclab.loadgen.localbroker import LocalBroker
 from nuclab.net import free_port
+from tests.harness.kafka import LocalBroker
 
 NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen"]
 

@@ -18,8 +18,8 @@ import pytest
 from kubernetes import client, config
 
 from nuclab import spec
+from tests.harness.prometheus import local_prometheus
 from tests.integration.conftest import SIM_INVENTORY, ansible_env, run_playbook
-from tests.integration.localprom import local_prometheus
 
 NAME = "max-" + "n" * (spec.NAME_MAX - len("max-"))
 NOW = int(time.time())

@@ -26,7 +26,6 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from nuclab.observability.dashboards import all_dashboards
-from nuclab.observability.localprom import Prometheus, Pushgateway
 from nuclab.observability.queries import (
     Expression,
     dashboard_expressions,
@@ -34,8 +33,9 @@ from nuclab.observability.queries import (
     label_values,
     rule_expressions,
 )
-from nuclab.observability.simlab import Exporter, World, scrape_config
 from nuclab.observability.values import render_values
+from tests.harness.prometheus import Prometheus, Pushgateway
+from tests.harness.simlab import Exporter, World, scrape_config
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "roles/monitoring/files/rules/nuclab.rules.yml"

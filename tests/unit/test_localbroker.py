@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from nuclab.loadgen.localbroker import _cluster_id
+from tests.harness.kafka import _cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash() -> None:

@@ -1,8 +1,8 @@
-"""Observability glue: Grafana dashboards, the PromQL they hold, and a local Prometheus lab.
+"""Observability glue: Grafana dashboards and the PromQL they hold.
 
 ``dashboards`` builds the six dashboards the monitoring role provisions; ``queries`` extracts
-and instantiates their expressions; ``simlab`` serves the series a cluster would give two
-experiments so a real Prometheus can prove the queries isolate them.
+and instantiates their expressions. (The stand-in exporters that prove the queries isolate
+experiments on a real Prometheus are test equipment: ``tests/harness/simlab.py``.)
 """
 
 from __future__ import annotations

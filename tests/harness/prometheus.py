@@ -1,4 +1,6 @@
-"""Run the real Prometheus and Pushgateway (Debian packages) on loopback and query them."""
+"""The real Prometheus and Pushgateway (Debian packages) on loopback, for the tests and the
+benchmarks: started, queried, stopped; ``local_prometheus`` serves known samples, backfilled
+with ``promtool tsdb create-blocks-from openmetrics`` into a server that scrapes nothing."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +32,14 @@ def binary(name: str) -> str:
 class Server:
     """A child process listening on 127.0.0.1:<port>; ``stop`` ends it."""
 
-    def __init__(self, args: list[str], port: int, ready_path: str, log: Path) -> None:
+    def __init__(
+        self, args: list[str], port: int, ready_path: str, log: Path, ready_timeout: float = 30
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait(ready_path)
+        self._wait(ready_path, ready_timeout)
 
     def _wait(self, path: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -68,6 +74,7 @@ class Prometheus(Server):
         extra_args: list[str] | None = None,
         *,
         self_scrape: bool = True,
+        ready_timeout: float = 30,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
@@ -84,7 +91,7 @@ class Prometheus(Server):
             f"--web.listen-address=127.0.0.1:{port}",
             *(extra_args or []),
         ]
-        super().__init__(args, port, "/-/ready", workdir / "prometheus.log")
+        super().__init__(args, port, "/-/ready", workdir / "prometheus.log", ready_timeout)
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; raises ``PromQLError`` on an error answer (e.g. a parse error)."""
@@ -126,3 +133,41 @@ class PromQLError(NuclabError):
         super().__init__(f"PromQL {expr!r}: {error}")
         self.expr = expr
         self.error = error
+
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, float]]]
+
+
+def openmetrics(data: Series) -> str:
+    lines = []
+    for name in sorted({k[0] for k in data}):
+        lines.append(f"# TYPE {name} gauge")
+        for (metric, labels), points in sorted(data.items()):
+            if metric != name:
+                continue
+            lab = ",".join(f'{k}="{v}"' for k, v in labels)
+            lines.extend(f"{name}{{{lab}}} {v!r} {t}" for t, v in points)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def local_prometheus(work: Path, data: Series) -> Iterator[str]:
+    """Prometheus serving exactly ``data`` from ``work``; yields its base URL, stops it after."""
+    (work / "data.om").write_text(openmetrics(data))
+    subprocess.run(
+        [binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"),
+         str(work / "data")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = Prometheus(
+        work,
+        {"global": {"scrape_interval": "1h"}, "scrape_configs": []},
+        ["--storage.tsdb.retention.time=30d"],
+        self_scrape=False,
+        ready_timeout=60,
+    )
+    try:
+        yield server.url
+    finally:
+        server.stop()
