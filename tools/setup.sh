@@ -97,9 +97,10 @@ go_tools() {
       k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
     mv "$kdir.node.tmp"/* "$kdir/" && rmdir "$kdir.node.tmp"
   fi
-  local containerd coredns
+  local containerd coredns router
   containerd=$(version lab_containerd_version)
   coredns=$(version lab_coredns_version)
+  router=$(version lab_kube_router_version)
   if [ ! -x "$tools/containerd-$containerd/containerd-shim-runc-v2" ]; then
     log "building containerd $containerd (containerd, its runc shim, ctr)"
     # Without cgo the btrfs snapshotter is left out (overlayfs is what the real nodes use).
@@ -118,6 +119,12 @@ go_tools() {
     CGO_ENABLED=0 GOBIN="$tools/coredns-$coredns" go install -trimpath -ldflags="-s -w" \
       "github.com/coredns/coredns@$coredns"
   fi
+  if [ ! -x "$tools/kube-router-$router/kube-router" ]; then
+    log "building kube-router $router (the real nodes' NetworkPolicy firewall)"
+    CGO_ENABLED=0 GOBIN="$tools/kube-router-$router" go install -trimpath \
+      -ldflags="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$router" \
+      "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$router"
+  fi
   if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
     log "building kwok $kwok"
     CGO_ENABLED=0 GOBIN="$tools/kwok-$kwok" go install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok"
@@ -132,6 +139,7 @@ go_tools() {
   done
   for b in containerd containerd-shim-runc-v2 ctr; do ln -sfn "$tools/containerd-$containerd/$b" "$tools/bin/$b"; done
   ln -sfn "$tools/coredns-$coredns/coredns" "$tools/bin/coredns"
+  ln -sfn "$tools/kube-router-$router/kube-router" "$tools/bin/kube-router"
   ln -sfn "$edir/etcd" "$tools/bin/etcd"
   ln -sfn "$tools/kwok-$kwok/kwok" "$tools/bin/kwok"
   ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"
