@@ -33,6 +33,27 @@ def test_public_variables_are_prefixed_with_the_role_name(role: str) -> None:
     assert [name for name in defaults if not name.startswith(f"{role}_")] == []
 
 
+def test_shared_k3s_role_has_a_spec_for_each_entry_point_and_no_settings() -> None:
+    # k3s_common is only ever included by k3s_server and k3s_agent (tasks_from), which pass
+    # what differs between them: it has no defaults a user could set, and each entry point
+    # checks that it was told which kind of node it runs on.
+    role = ROLES / "k3s_common"
+    assert not (role / "defaults").exists()
+    specs = _load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    assert "main" not in specs
+    for entry, spec in specs.items():
+        assert (role / "tasks" / f"{entry}.yml").is_file(), entry
+        kind = spec["options"]["k3s_common_kind"]
+        assert kind["required"] is True and kind["choices"] == ["server", "agent"], entry
+        assert [name for name in spec["options"] if not name.startswith("k3s_common_")] == []
+    assert specs["configure"]["options"]["k3s_common_config"]["no_log"] is True  # the token
+
+
+def test_shared_k3s_role_variables_are_prefixed_with_its_name() -> None:
+    names = _load(ROLES / "k3s_common" / "vars" / "main.yml")
+    assert [name for name in names if not name.lstrip("_").startswith("k3s_common_")] == []
+
+
 def test_default_sysctls_are_all_per_network_namespace() -> None:
     # The Molecule hosts apply these for real in their own network namespace; a non-net sysctl
     # would change the test machine's kernel instead.
