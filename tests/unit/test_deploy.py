@@ -31,7 +31,7 @@ def test_sim_inventory_settings_are_the_roles() -> None:
     assert found.wait_timeout == lab["experiment_wait_timeout"]
     assert found.chart == REPO / "charts" / "experiment"
     assert found.pod_monitor == "false"  # the role's default
-    assert found.chart_values == {}
+    assert found.chart_values == lab["experiment_chart_values"]
 
 
 def test_every_setting_is_a_role_variable() -> None:
