@@ -41,7 +41,7 @@ Configuration:
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[2]
 
 
 def pinned_version(key: str, versions: Path | None = None) -> str:
