@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.conftest import SIM_INVENTORY
 
@@ -41,3 +42,25 @@ def wait_for(predicate, timeout: float, what: str, step: float = 1.0):  # type: 
             return value
         time.sleep(step)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def create(tmp_path: Path, spec: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
+    """`nuclab create -f` of ``spec`` (a spec file in ``tmp_path``); the caller checks the exit."""
+    path = tmp_path / f"{spec['name']}.yml"
+    path.write_text(yaml.safe_dump({"experiment": spec}))
+    return nuclab("create", "-f", str(path), "-q", *extra, check=False)
+
+
+def running_pods(core: Any, name: str, count: int, timeout: float = 90) -> list[Any]:
+    """The experiment's peers, by name, once ``count`` of them run and have their pod IP."""
+
+    def running() -> list[Any] | None:
+        found = [p for p in pods(core, name) if p.status.phase == "Running" and p.status.pod_ip]
+        return sorted(found, key=lambda p: p.metadata.name) if len(found) == count else None
+
+    return wait_for(running, timeout, f"{count} running peer(s) of {name}")
+
+
+def on_real_nodes(**spec: Any) -> dict[str, Any]:
+    """A spec whose peers run on the real nodes only (node label nuclab.io/node-kind=real)."""
+    return {"role": "worker", "node_labels": {"node-kind": "real"}, **spec}

@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.integration.realnodes import NAMESPACE, REAL, nuclab, pods, wait_for
+from tests.integration.realnodes import (
+    NAMESPACE,
+    REAL,
+    create,
+    nuclab,
+    on_real_nodes,
+    running_pods,
+    wait_for,
+)
 
 PURPLE, BLUE = "np-purple", "np-blue"
 TCP_PORT, UDP_PORT = 7000, 7001
@@ -68,30 +75,18 @@ while True:
 
 
 def _spec(name: str, args: list[str], **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "role": "worker",
-        "node_labels": {"node-kind": "real"},
-        "peers": 2,
-        "ram": 32,
-        "command": ["python3", "-c"],
-        "args": [PROBE, *args],
-        **extra,
-    }
+    return on_real_nodes(
+        name=name, peers=2, ram=32, command=["python3", "-c"], args=[PROBE, *args], **extra
+    )
 
 
 def _create(tmp_path: Path, spec: dict[str, Any]) -> None:
-    path = tmp_path / f"{spec['name']}.yml"
-    path.write_text(yaml.safe_dump({"experiment": spec}))
-    nuclab("create", "-f", str(path), "-q")
+    proc = create(tmp_path, spec)
+    assert proc.returncode == 0, proc.stderr
 
 
 def _running(core: Any, name: str, count: int) -> list[Any]:
-    def running() -> list[Any] | None:
-        found = [p for p in pods(core, name) if p.status.phase == "Running" and p.status.pod_ip]
-        return sorted(found, key=lambda p: p.metadata.name) if len(found) == count else None
-
-    return wait_for(running, 120, f"{count} running peer(s) of {name}")
+    return running_pods(core, name, count, timeout=120)
 
 
 def _verdicts(core: Any, pod: str) -> dict[str, str]:

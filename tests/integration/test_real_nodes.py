@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import json
 import re
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.integration.realnodes import NAMESPACE, REAL, nuclab, pods, wait_for
-
-
-def create(tmp_path: Path, spec: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / f"{spec['name']}.yml"
-    path.write_text(yaml.safe_dump({"experiment": spec}))
-    return nuclab("create", "-f", str(path), "-q", *extra, check=False)
+from tests.integration.realnodes import (
+    NAMESPACE,
+    REAL,
+    create,
+    nuclab,
+    on_real_nodes,
+    pods,
+    running_pods,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +37,6 @@ def core(core_api: Any) -> Iterator[Any]:
     yield core_api
     for name in ("oom", "busy", "bw", "bwfree", "dns", "reference", "mixed"):
         nuclab("delete", name, "--no-export", "-q", check=False)
-
-
-def running_pods(core: Any, name: str, count: int, timeout: float = 90) -> list[Any]:
-    """The experiment's peers once ``count`` of them run and have their pod IP."""
-
-    def running() -> list[Any] | None:
-        found = [p for p in pods(core, name) if p.status.phase == "Running" and p.status.pod_ip]
-        return found if len(found) == count else None
-
-    return wait_for(running, timeout, f"{count} running peer(s) of {name}")
-
-
-def on_real_nodes(**spec: Any) -> dict[str, Any]:
-    """A spec whose peers run on the real nodes only (node label nuclab.io/node-kind=real)."""
-    return {"role": "worker", "node_labels": {"node-kind": "real"}, **spec}
 
 
 def test_the_lab_has_real_and_kwok_nodes(core: Any) -> None:
@@ -98,8 +84,15 @@ def test_a_peer_above_its_memory_limit_is_oomkilled_and_listed_so(
         return False
 
     wait_for(oom_killed, 90, "the kubelet to report the peer OOMKilled")
-    listed = json.loads(nuclab("list", "-o", "json").stdout)
-    row = next(r for r in listed if r["experiment"] == "oom")
+
+    # Between two kills the restarted peer is Ready for a moment (no probes on a command of
+    # one's own) until it has allocated again: read the list until it settles.
+    def listed_oom() -> dict[str, Any] | None:
+        rows = json.loads(nuclab("list", "-o", "json").stdout)
+        row = next(r for r in rows if r["experiment"] == "oom")
+        return row if row["running"] == 0 else None
+
+    row = wait_for(listed_oom, 60, "nuclab list to show the OOMKilled peer not running", step=2)
     assert row["running"] == 0
     assert "OOMKilled" in json.dumps(row["problems"])
     table = nuclab("list").stdout
