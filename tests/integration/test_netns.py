@@ -87,6 +87,15 @@ class NetLab:
         self.procs.append(proc)
         return proc
 
+    def wait_bound(self, ns: str, port: int, proto: str = "udp", wait: float = 20) -> None:
+        """Until a socket in ``ns`` is bound to ``port``: a probe sent before the answering side
+        has bound its port is refused and rightly counted as lost."""
+        deadline = time.monotonic() + wait
+        argv = ["ip", "netns", "exec", ns, "ss", "-Hn", f"-{proto[0]}l", f"sport = :{port}"]
+        while not subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip():
+            assert time.monotonic() < deadline, f"nothing bound {proto} port {port} in {ns}"
+            time.sleep(0.1)
+
     def start_proxy(self, ns: str, listen: str, upstream: str, delay: float, mode: str) -> None:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, str(DELAYPROXY), "--listen", listen,
@@ -157,6 +166,7 @@ def test_probe_rtt_matches_the_delay_injected_by_a_proxy(lab: NetLab, tmp_path: 
     delay = 0.025  # each way: 50 ms round trip
     lab.start_proxy(r, "10.231.1.2:9402", "10.231.2.1:9402", delay, "udp")
     lab.start(b, *NUCLAB, "probe", "--name", "b", "--answer-only", "--metrics-port", "0")
+    lab.wait_bound(b, 9402)
     log = tmp_path / "a.log"
     probe = lab.start(
         a, *NUCLAB, "probe", "--name", "a", "--experiment", "netns",
@@ -193,7 +203,7 @@ def test_probe_loss_matches_iptables_statistic_drops(lab: NetLab, tmp_path: Path
         "-m", "statistic", "--mode", "random", "--probability", str(drop), "-j", "DROP",
     )  # fmt: skip
     lab.start(b, *NUCLAB, "probe", "--name", "b", "--answer-only", "--metrics-port", "0")
-    time.sleep(0.5)
+    lab.wait_bound(b, 9402)
     log = tmp_path / "a.log"
     probe = lab.start(
         a, *NUCLAB, "probe", "--name", "a", "--target", "b=10.231.1.2", "--interval", "0.002",
