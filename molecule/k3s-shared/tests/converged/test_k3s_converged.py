@@ -90,6 +90,21 @@ def test_server_config_matches_its_place_in_the_cluster(host) -> None:
         assert "cluster-init" not in config
 
 
+def test_server_config_passes_the_lab_client_rates_to_the_controllers(host) -> None:
+    """lab_controller_manager_* and lab_scheduler_* (Kubernetes' defaults when unset) reach the
+    controller-manager and the scheduler that K3s runs, as the simulated lab's get them."""
+    if "server" not in _groups(host):
+        return
+    config = _config(host)
+    for component, prefix, default_qps, default_burst in (
+        ("kube-controller-manager", "lab_controller_manager", 20, 30),
+        ("kube-scheduler", "lab_scheduler", 50, 100),
+    ):
+        qps = host.lab.get(f"{prefix}_qps", default_qps)
+        burst = host.lab.get(f"{prefix}_burst", default_burst)
+        assert config[f"{component}-arg"] == [f"kube-api-qps={qps}", f"kube-api-burst={burst}"]
+
+
 def test_agent_config_points_at_the_first_server(host) -> None:
     if "agent" not in _groups(host):
         return
