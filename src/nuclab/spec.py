@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from nuclab.errors import ValidationError
 from nuclab.loadgen.schedule import parse_schedule
@@ -121,7 +121,9 @@ def _fmt(value: float) -> str:
 # What a field holds, which says how it is checked, converted for the chart and set on the CLI:
 # number (see Number), name, choice (one of choices), strings (a list), mapping, bool, string,
 # image (split into image.repository and image.tag in the chart) and loadgen (LOADGEN_TABLE).
-KINDS = ("number", "name", "choice", "strings", "mapping", "bool", "string", "image", "loadgen")
+Kind = Literal[
+    "number", "name", "choice", "strings", "mapping", "bool", "string", "image", "loadgen"
+]
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class Field:
     """
 
     name: str
-    kind: str
+    kind: Kind
     chart: str
     default: Any
     help: str
@@ -143,6 +145,10 @@ class Field:
     flag: str = ""
     number: Number | None = None
     choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.kind == "number") != (self.number is not None):
+            raise ValueError(f"field {self.name}: a number has a Number, no other kind has one")
 
 
 def _numeric(
