@@ -202,7 +202,11 @@ def generate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nuclab.specgen", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m nuclab.specgen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--repo", type=Path, default=Path(__file__).resolve().parents[2], help="the checkout"
     )

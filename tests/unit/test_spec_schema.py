@@ -92,3 +92,23 @@ def test_schema_params_and_node_labels_match_the_spec() -> None:
     assert params["additionalProperties"]["maxLength"] == spec.PARAM_VALUE_MAX
     labels = SCHEMA["properties"]["placement"]["properties"]["nodeLabels"]
     assert [labels["propertyNames"]["not"]["const"]] == list(spec.RESERVED_NODE_LABELS)
+
+
+def test_the_charts_defaults_are_the_tables() -> None:
+    """values.yaml gives each field the table's default (a plain `helm install` is nuclab's)."""
+    chart = yaml.safe_load((REPO / "charts/experiment/values.yaml").read_text())
+    from_spec = spec.to_values(spec.parse({"name": "purple"}))
+
+    def at(values: dict, path: str) -> object:
+        for part in path.split("."):
+            values = values[part]
+        return values
+
+    for row in spec.FIELD_TABLE:
+        if row.kind == "name":
+            assert at(chart, row.chart) == ""  # the release's name
+        elif row.kind == "image":
+            image = at(chart, row.chart)
+            assert {key: image[key] for key in ("repository", "tag")} == at(from_spec, row.chart)
+        elif row.kind != "loadgen":  # test_loadgen_spec compares the loadgen block
+            assert at(chart, row.chart) == at(from_spec, row.chart), row.name
