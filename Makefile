@@ -13,7 +13,7 @@ export CONTAINERS_CONF := $(CURDIR)/tools/containers.conf
 SIM := inventory/sim
 KUBECONFIG_SIM := $(CURDIR)/$(SIM)/artifacts/kubeconfig
 
-.PHONY: help setup demo sim-up sim-down test lint unit chart molecule integration bench clean
+.PHONY: help setup demo sim-up sim-down test lint unit chart molecule integration bench generate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ molecule: ## Molecule scenarios only
 
 integration: ## Integration tests only
 	pytest tests/integration
+
+generate: ## Rewrite what nuclab.spec's tables generate (schema rules, playbook fields, docs tables)
+	python -m nuclab.specgen
 
 bench: setup ## Run the benchmarks (prints figures; see docs/benchmarks.md)
 	@for b in bench/*.py; do echo "== $$b"; python "$$b"; done

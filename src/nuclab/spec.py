@@ -5,7 +5,10 @@ A spec is what a researcher writes (``-e name=purple -e peers=5``, ``nuclab crea
 ``ExperimentSpec``; ``to_values`` turns it into the values of ``charts/experiment`` and
 ``from_values`` reads a spec back from a release's values (so that ``-e peers=10`` scales an
 experiment without resetting its other fields). Bad input raises ``ValidationError(field,
-value, allowed)`` before anything touches a cluster.
+value, allowed)`` before anything touches a cluster. Each field is a row of ``FIELD_TABLE``
+(``LOADGEN_TABLE`` for the load generator's): its kind, range, default, chart value, CLI flag
+and help; the checks, the chart values both ways, the CLI's flags and the generated files
+(``nuclab.specgen``) read it.
 
 Units are the ones users think in: CPU in cores, memory in MiB, bandwidth in Mbit/s, message
 size in bytes, message interval ("rate", as the reference lab called it) in milliseconds,
@@ -14,12 +17,13 @@ latency and jitter in ms, loss in percent.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from nuclab.errors import ValidationError
 from nuclab.loadgen.schedule import parse_schedule
@@ -81,7 +85,8 @@ class Number:
     integer: bool = True
     step: float = 1.0
     optional: bool = False
-    help: str = ""
+    # 0 is allowed too for an experiment that exists: it pauses it (peers).
+    pause: bool = False
 
     def allowed(self) -> str:
         low = f"> {_fmt(self.minimum)}" if self.exclusive_minimum else f">= {_fmt(self.minimum)}"
@@ -95,6 +100,15 @@ class Number:
             text += ", or null for none"
         return text
 
+    def span(self) -> str:
+        """The range as the CLI's help and the docs say it: ``1 to 5000``, ``> 0 to 64 in steps
+        of 0.001``."""
+        low = f"> {_fmt(self.minimum)}" if self.exclusive_minimum else _fmt(self.minimum)
+        text = f"{low} to {_fmt(self.maximum)}"
+        if not self.integer:
+            text += f" in steps of {_fmt(self.step)}"
+        return text
+
     def check(self, value: object) -> int | float | None:
         """``value`` as this field's number, or ``ValidationError`` naming the field."""
         return _number(self, value, create=True)
@@ -104,56 +118,113 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-NUMBERS: dict[str, Number] = {
-    number.name: number
-    for number in (
-        Number("peers", "peers", 1, PEERS_MAX, help="number of peers (pods); 0 pauses on scale"),
-        Number("msg_size", "bytes", 1, 16 * 1024 * 1024, help="size of each message"),
-        Number("msg_rate", "ms between messages", 1, 3_600_000, help="message interval"),
-        Number("connect_to", "peers", 0, PEERS_MAX, help="peers each peer connects to"),
-        Number("cpu", "cores", 0, 64, exclusive_minimum=True, integer=False, step=0.001),
-        Number("ram", "MiB", RAM_MIN_MIB, 65536, help="memory limit"),
-        Number("uplink_bw", "Mbit/s", 0, 100_000, True, False, 0.001, optional=True, help="egress"),
-        Number(
-            "downlink_bw", "Mbit/s", 0, 100_000, True, False, 0.001, optional=True, help="ingress"
-        ),
-        Number("latency", "ms", 0, 60_000, integer=False, step=0.001, help="netem delay"),
-        Number("jitter", "ms", 0, 60_000, integer=False, step=0.001, help="netem jitter"),
-        Number("loss", "percent", 0, 100, integer=False, step=0.001, help="netem loss"),
-        Number("probe_max_targets", "peers", 0, PEERS_MAX, help="peers each probe measures"),
-    )
-}
+# What a field holds, which says how it is checked, converted for the chart and set on the CLI:
+# number (see Number), name, choice (one of choices), strings (a list), mapping, bool, string,
+# image (split into image.repository and image.tag in the chart) and loadgen (LOADGEN_TABLE).
+Kind = Literal[
+    "number", "name", "choice", "strings", "mapping", "bool", "string", "image", "loadgen"
+]
 
-OTHER_FIELDS = (
-    "name", "role", "zones", "node_labels", "params", "image", "command", "args", "probe",
-    "loadgen",
-)  # fmt: skip
-FIELDS: tuple[str, ...] = ("name", *NUMBERS, *OTHER_FIELDS[1:])
 
-# The reference lab's experiment: 5 peers, 1440 B every 2000 ms, 5% of a core, 16 MiB, 16/16 Mbit/s.
-DEFAULTS: dict[str, Any] = {
-    "peers": 5,
-    "msg_size": 1440,
-    "msg_rate": 2000,
-    "connect_to": 5,
-    "cpu": 0.05,
-    "ram": 16,
-    "uplink_bw": 16,
-    "downlink_bw": 16,
-    "latency": 0,
-    "jitter": 0,
-    "loss": 0,
+@dataclass(frozen=True)
+class Field:
+    """One row of a table of fields: the field, its chart value, its flag and its words.
+
+    ``chart`` is the path of the chart value (``experiment.msgInterval``; a load generator's
+    field's is below ``loadgen``). ``help`` is the line the CLI's help, the chart schema's
+    description and the docs show; ``allowed`` says in the docs what a number's range does not
+    (or, for the other kinds, what is allowed). ``flag`` is the ``nuclab create`` flag, if any.
+    """
+
+    name: str
+    kind: Kind
+    chart: str
+    default: Any
+    help: str
+    allowed: str = ""
+    flag: str = ""
+    number: Number | None = None
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.kind == "number") != (self.number is not None):
+            raise ValueError(f"field {self.name}: a number has a Number, no other kind has one")
+
+
+def _numeric(
+    name: str, unit: str, minimum: float, maximum: float, *, default: float, chart: str,
+    help: str, flag: str = "", allowed: str = "", **limits: Any,
+) -> Field:  # fmt: skip
+    number = Number(name, unit, minimum, maximum, **limits)
+    return Field(name, "number", chart, default, help, allowed, flag, number)
+
+
+# The experiment's fields, in the order errors list them. The defaults are the reference lab's
+# experiment: 5 peers, 1440 B every 2000 ms, 5% of a core, 16 MiB, 16/16 Mbit/s. The chart's
+# values.schema.json, the playbook's field list and the table in docs/experiments.md are
+# generated from this table (python -m nuclab.specgen, `make generate`; a unit test checks).
+FIELD_TABLE: tuple[Field, ...] = (
+    Field("name", "name", "experiment.name", None, NAME_HELP,
+          f"DNS-1123 label, 1 to {NAME_MAX} characters (so `nuclab-exp-<name>` and the "
+          "StatefulSet's revision label fit)", flag="--name"),
+    _numeric("peers", "peers", 1, PEERS_MAX, pause=True, default=5, chart="experiment.peers",
+             help="number of peers", flag="--peers", allowed="0 pauses an existing experiment"),
+    _numeric("msg_size", "bytes", 1, 16 * 1024 * 1024, default=1440, chart="experiment.msgSize",
+             help="message size in bytes", flag="--msg-size"),
+    _numeric("msg_rate", "ms between messages", 1, 3_600_000, default=2000,
+             chart="experiment.msgInterval", help="milliseconds between two messages",
+             flag="--msg-rate"),
+    _numeric("connect_to", "peers", 0, PEERS_MAX, default=5, chart="experiment.connectTo",
+             help="peers each peer connects to (more = all)", flag="--connect-to"),
+    _numeric("cpu", "cores", 0, 64, exclusive_minimum=True, integer=False, step=0.001,
+             default=0.05, chart="resources.cpu", help="CPU limit per peer in cores (0.05 = 5%)",
+             flag="--cpu", allowed="0.05 renders as `50m`; limit = request"),
+    _numeric("ram", "MiB", RAM_MIN_MIB, 65536, default=16, chart="resources.memory",
+             help="memory limit per peer in MiB", flag="--ram",
+             allowed=f"below {RAM_MIN_MIB} no container starts; 16 renders as `16Mi`"),
+    _numeric("uplink_bw", "Mbit/s", 0, 100_000, exclusive_minimum=True, integer=False,
+             step=0.001, optional=True, default=16, chart="network.uplink",
+             help="uplink bandwidth per peer in Mbit/s", flag="--uplink-bw",
+             allowed="`null` = unlimited (kubernetes.io/egress-bandwidth)"),
+    _numeric("downlink_bw", "Mbit/s", 0, 100_000, exclusive_minimum=True, integer=False,
+             step=0.001, optional=True, default=16, chart="network.downlink",
+             help="downlink bandwidth per peer in Mbit/s", flag="--downlink-bw",
+             allowed="`null` = unlimited (kubernetes.io/ingress-bandwidth)"),
+    _numeric("latency", "ms", 0, 60_000, integer=False, step=0.001, default=0,
+             chart="network.latency", help="added latency in ms (tc netem)", flag="--latency"),
+    _numeric("jitter", "ms", 0, 60_000, integer=False, step=0.001, default=0,
+             chart="network.jitter", help="jitter of the added latency in ms", flag="--jitter",
+             allowed="needs latency > 0"),
+    _numeric("loss", "percent", 0, 100, integer=False, step=0.001, default=0,
+             chart="network.loss", help="packet loss in percent", flag="--loss"),
     # The RTT probe sidecar (python3 -m nuclab.probe, 48 MiB and 0.02 CPU beside each peer).
-    "probe_max_targets": 16,
-    "role": "worker",
-    "zones": [],
-    "node_labels": {},
-    "params": {},
-    "image": DEFAULT_IMAGE,
-    "command": list(DEFAULT_COMMAND),
-    "args": [],
-    "probe": False,
-    "loadgen": {},
+    _numeric("probe_max_targets", "peers", 0, PEERS_MAX, default=16, chart="probe.maxTargets",
+             help="peers each RTT probe measures (0 = all)", flag="--probe-max-targets"),
+    Field("role", "choice", "placement.role", "worker", "lab role of the peers' nodes",
+          "peers run on nodes with this `nuclab.io/role`", "--role", choices=ROLES),
+    Field("zones", "strings", "placement.zones", [], "restrict peers to a zone (repeatable)",
+          "zone names (`topology.kubernetes.io/zone`); empty = any", "--zone"),
+    Field("node_labels", "mapping", "placement.nodeLabels", {}, "node label nuclab.io/KEY=VALUE",
+          "`key: value` selects nodes labelled `nuclab.io/<key>=<value>`", "--label"),
+    Field("params", "mapping", "experiment.params", {}, "extra parameter (env)",
+          "extra parameters: `NUCLAB_PARAM_<KEY>` environment variables", "--param"),
+    Field("image", "image", "image", DEFAULT_IMAGE, "peer image",
+          "an image reference (the chart's `image.repository` and `image.tag`)", "--image"),
+    Field("command", "strings", "command", list(DEFAULT_COMMAND), "the peer's command",
+          "a command of its own turns the health probes off (`probes.enabled`)"),
+    Field("args", "strings", "args", [], "the peer's arguments"),
+    Field("probe", "bool", "probe.enabled", False,
+          "run the RTT probe sidecar beside each peer (48 MiB, 0.02 CPU); --no-probe stops it",
+          "true in `experiments/purple.yml`; see "
+          "[measurement](measurement.md#the-probe-nuclab-probe)", "--probe"),
+    Field("loadgen", "loadgen", "loadgen", {}, "a load generator Job on a client node",
+          "see [Kafka and load generation]"
+          "(kafka-and-load.md#in-an-experiment-the-loadgen-block)"),
+)  # fmt: skip
+NUMBERS: dict[str, Number] = {row.name: row.number for row in FIELD_TABLE if row.number}
+FIELDS: tuple[str, ...] = tuple(row.name for row in FIELD_TABLE)
+DEFAULTS: dict[str, Any] = {
+    row.name: copy.deepcopy(row.default) for row in FIELD_TABLE if row.name != "name"
 }
 
 # The optional load generator (`loadgen:`): one Job of `nuclab loadgen` on a `client` node,
@@ -164,35 +235,51 @@ LOADGEN_MODES = ("kafka", "http")
 LOADGEN_UNITS = ("msg", "mbit")
 LOADGEN_ARRIVALS = ("constant", "poisson")
 LOADGEN_RAM_MIN_MIB = 64  # python3 + librdkafka + aiohttp: about 50 MiB resident
-LOADGEN_NUMBERS: dict[str, Number] = {
-    number.name: number
-    for number in (
-        Number("rate", "msg/s, Mbit/s with unit mbit, req/s in http mode", 0, 1_000_000,
-               exclusive_minimum=True, integer=False, step=0.001),
-        Number("duration", "seconds", 1, 86_400),
-        Number("size", "bytes", 1, 16 * 1024 * 1024),
-        Number("cpu", "cores", 0, 64, exclusive_minimum=True, integer=False, step=0.001),
-        Number("ram", "MiB", LOADGEN_RAM_MIN_MIB, 65536),
-    )
-}  # fmt: skip
-LOADGEN_DEFAULTS: dict[str, Any] = {
-    "enabled": False,
-    "mode": "kafka",
-    "bootstrap": "",  # "" = the lab's Kafka, lab-kafka-bootstrap.kafka.svc:9092
-    "topic": "frames",
-    "url": "",  # "" = http://<fullname>-headless.<namespace>.svc.<domain>:<first port>/
-    "arrivals": "constant",
-    "rate": 100,
-    "unit": "msg",
-    "schedule": "",
-    "duration": 60,
-    "size": 1024,
-    "pushgateway": "http://pushgateway-prometheus-pushgateway.monitoring.svc:9091",
-    "image": DEFAULT_IMAGE,
-    "cpu": 0.5,
-    "ram": 256,
-    "args": [],
-}
+# Its fields; `chart` is below the chart's `loadgen`.
+LOADGEN_TABLE: tuple[Field, ...] = (
+    Field("enabled", "bool", "enabled", False, "whether the load generator runs"),
+    Field("mode", "choice", "mode", "kafka",
+          "kafka (`nuclab loadgen produce`) or http (`nuclab loadgen http`)",
+          choices=LOADGEN_MODES),
+    Field("bootstrap", "string", "kafka.bootstrap", "",
+          "host:port of the brokers; empty = the lab's Kafka, lab-kafka-bootstrap.kafka.svc:9092",
+          "`HOST:PORT[,HOST:PORT...]`"),
+    Field("topic", "string", "kafka.topic", "frames", "the Kafka topic",
+          "a Kafka topic name (kafka mode)"),
+    Field("url", "string", "http.url", "",
+          "URL of the requests; empty = the experiment's headless Service on the first port",
+          "an `http://` or `https://` URL (http mode)"),
+    Field("arrivals", "choice", "http.arrivals", "constant",
+          "constant or poisson inter-arrival times", "http mode", choices=LOADGEN_ARRIVALS),
+    _numeric("rate", "msg/s, Mbit/s with unit mbit, req/s in http mode", 0, 1_000_000,
+             exclusive_minimum=True, integer=False, step=0.001, default=100, chart="rate",
+             help="target rate: messages/s (Mbit/s of payload with unit mbit) or requests/s"),
+    Field("unit", "choice", "unit", "msg", "msg or mbit (kafka mode only)",
+          choices=LOADGEN_UNITS),
+    Field("schedule", "string", "schedule", "",
+          "steps and ramps (RATE:DURATION or FROM..TO:DURATION, comma-separated); replaces "
+          "rate and duration", "as `--schedule` (`100:30s,100..500:1m`); at most 86400 s"),
+    _numeric("duration", "seconds", 1, 86_400, default=60, chart="duration",
+             help="seconds of load"),
+    _numeric("size", "bytes", 1, 16 * 1024 * 1024, default=1024, chart="size",
+             help="message size in bytes (kafka mode)",
+             allowed="the topic's `max.message.bytes` is checked when it runs"),
+    Field("pushgateway", "string", "pushgateway",
+          "http://pushgateway-prometheus-pushgateway.monitoring.svc:9091",
+          "Pushgateway the metrics go to while running; empty = none",
+          "an `http://` URL, `\"\"` = no pushes"),
+    Field("image", "image", "image", DEFAULT_IMAGE, "the load generator's image",
+          "an image reference (`lab_nuclab_tools_version`)"),
+    _numeric("cpu", "cores", 0, 64, exclusive_minimum=True, integer=False, step=0.001,
+             default=0.5, chart="resources.cpu", help="CPU of the load generator in cores",
+             allowed="limit = request"),
+    _numeric("ram", "MiB", LOADGEN_RAM_MIN_MIB, 65536, default=256, chart="resources.memory",
+             help="memory of the load generator in MiB", allowed="limit = request"),
+    Field("args", "strings", "args", [], "more arguments of `nuclab loadgen <mode>`",
+          "e.g. `[-X, compression.type=lz4]`"),
+)  # fmt: skip
+LOADGEN_NUMBERS: dict[str, Number] = {row.name: row.number for row in LOADGEN_TABLE if row.number}
+LOADGEN_DEFAULTS: dict[str, Any] = {row.name: copy.deepcopy(row.default) for row in LOADGEN_TABLE}
 BOOTSTRAP_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$")
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
@@ -259,12 +346,11 @@ def _number(spec: Number, value: object, *, create: bool) -> int | float | None:
     if value is None and spec.optional:
         return None
     allowed = spec.allowed()
-    if spec.name == "peers" and not create:
-        allowed = allowed.replace(">= 1", ">= 0 (0 pauses the experiment)")
-    parsed = _to_decimal(spec.name, value, allowed)
     low = Decimal(str(spec.minimum))
-    if spec.name == "peers" and not create:
+    if spec.pause and not create:
+        allowed = allowed.replace(f">= {_fmt(spec.minimum)}", ">= 0 (0 pauses the experiment)")
         low = Decimal(0)
+    parsed = _to_decimal(spec.name, value, allowed)
     too_low = parsed <= low if spec.exclusive_minimum else parsed < low
     if too_low or parsed > Decimal(str(spec.maximum)):
         raise ValidationError(spec.name, value, allowed)
@@ -539,127 +625,76 @@ def parse(
     return ExperimentSpec(**values)
 
 
+def _chart_values(table: tuple[Field, ...], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The chart values of checked ``fields``, each at its row's ``chart`` path."""
+    values: dict[str, Any] = {}
+    for row in table:
+        value = fields[row.name]
+        if row.kind == "image":
+            repository, tag = split_image(value)
+            value = {"repository": repository, "tag": tag}
+        elif row.kind == "loadgen":
+            value = loadgen_values(value)
+        else:
+            value = copy.deepcopy(value)
+        *parents, key = row.chart.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[key] = value
+    return values
+
+
+_ABSENT = object()
+
+
+def _chart_value(values: Mapping[str, Any], path: str) -> Any:
+    """The value at ``path`` (``experiment.msgInterval``), or ``_ABSENT``."""
+    node: Any = values
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _fields_from_values(table: tuple[Field, ...], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields found at the rows' ``chart`` paths of ``values`` (inverse of the above)."""
+    result: dict[str, Any] = {}
+    for row in table:
+        value = _chart_value(values, row.chart)
+        if row.kind == "image":
+            if isinstance(value, Mapping) and value.get("repository"):
+                tag = value.get("tag")
+                result[row.name] = f"{value['repository']}:{tag}" if tag else value["repository"]
+        elif row.kind == "loadgen":
+            if isinstance(value, Mapping):
+                result[row.name] = loadgen_from_values(value)
+        elif value is not None and value is not _ABSENT:
+            result[row.name] = value
+        elif value is None and row.number and row.number.optional:
+            result[row.name] = None  # bandwidth: null is meaningful (unlimited), kept when given
+    return result
+
+
 def to_values(spec: ExperimentSpec) -> dict[str, Any]:
     """The values of ``charts/experiment`` for a spec (the chart renders Kubernetes units)."""
-    repository, tag = split_image(spec.image)
-    return {
-        "experiment": {
-            "name": spec.name,
-            "peers": spec.peers,
-            "msgSize": spec.msg_size,
-            "msgInterval": spec.msg_rate,
-            "connectTo": spec.connect_to,
-            "params": dict(spec.params),
-        },
-        "resources": {"cpu": spec.cpu, "memory": spec.ram},
-        "network": {
-            "uplink": spec.uplink_bw,
-            "downlink": spec.downlink_bw,
-            "latency": spec.latency,
-            "jitter": spec.jitter,
-            "loss": spec.loss,
-        },
-        "placement": {
-            "role": spec.role,
-            "zones": list(spec.zones),
-            "nodeLabels": dict(spec.node_labels),
-        },
-        "image": {"repository": repository, "tag": tag},
-        "command": list(spec.command),
-        "args": list(spec.args),
-        # nuclab's peer serves /readyz and /healthz; a workload of the user's own may not.
-        "probes": {"enabled": list(spec.command) == list(DEFAULT_COMMAND)},
-        "probe": {"enabled": spec.probe, "maxTargets": spec.probe_max_targets},
-        "loadgen": loadgen_values(spec.loadgen),
-    }
+    values = _chart_values(FIELD_TABLE, spec.as_dict())
+    # nuclab's peer serves /readyz and /healthz; a workload of the user's own may not.
+    values["probes"] = {"enabled": list(spec.command) == list(DEFAULT_COMMAND)}
+    return values
 
 
 def loadgen_values(loadgen: Mapping[str, Any]) -> dict[str, Any]:
     """The chart's ``loadgen`` values for the spec's ``loadgen`` fields."""
-    repository, tag = split_image(loadgen["image"])
-    return {
-        "enabled": loadgen["enabled"],
-        "mode": loadgen["mode"],
-        "kafka": {"bootstrap": loadgen["bootstrap"], "topic": loadgen["topic"]},
-        "http": {"url": loadgen["url"], "arrivals": loadgen["arrivals"]},
-        "rate": loadgen["rate"],
-        "unit": loadgen["unit"],
-        "schedule": loadgen["schedule"],
-        "duration": loadgen["duration"],
-        "size": loadgen["size"],
-        "pushgateway": loadgen["pushgateway"],
-        "image": {"repository": repository, "tag": tag},
-        "resources": {"cpu": loadgen["cpu"], "memory": loadgen["ram"]},
-        "args": list(loadgen["args"]),
-    }
+    return _chart_values(LOADGEN_TABLE, loadgen)
 
 
 def loadgen_from_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """The spec's ``loadgen`` fields from the chart's ``loadgen`` values (inverse of the above)."""
-    kafka = values.get("kafka") or {}
-    http = values.get("http") or {}
-    resources = values.get("resources") or {}
-    image = values.get("image") or {}
-    pairs = {
-        "enabled": values.get("enabled"),
-        "mode": values.get("mode"),
-        "bootstrap": kafka.get("bootstrap"),
-        "topic": kafka.get("topic"),
-        "url": http.get("url"),
-        "arrivals": http.get("arrivals"),
-        "rate": values.get("rate"),
-        "unit": values.get("unit"),
-        "schedule": values.get("schedule"),
-        "duration": values.get("duration"),
-        "size": values.get("size"),
-        "pushgateway": values.get("pushgateway"),
-        "cpu": resources.get("cpu"),
-        "ram": resources.get("memory"),
-        "args": values.get("args"),
-    }
-    result = {key: value for key, value in pairs.items() if value is not None}
-    if image.get("repository"):
-        tag = image.get("tag")
-        result["image"] = f"{image['repository']}:{tag}" if tag else image["repository"]
-    return result
+    return _fields_from_values(LOADGEN_TABLE, values)
 
 
 def from_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """The spec fields a release was installed with (inverse of ``to_values``)."""
-    experiment = values.get("experiment", {})
-    resources = values.get("resources", {})
-    network = values.get("network", {})
-    placement = values.get("placement", {})
-    image = values.get("image", {})
-    probe = values.get("probe", {})
-    pairs = {
-        "name": experiment.get("name"),
-        "peers": experiment.get("peers"),
-        "msg_size": experiment.get("msgSize"),
-        "msg_rate": experiment.get("msgInterval"),
-        "connect_to": experiment.get("connectTo"),
-        "params": experiment.get("params"),
-        "cpu": resources.get("cpu"),
-        "ram": resources.get("memory"),
-        "latency": network.get("latency"),
-        "jitter": network.get("jitter"),
-        "loss": network.get("loss"),
-        "role": placement.get("role"),
-        "zones": placement.get("zones"),
-        "node_labels": placement.get("nodeLabels"),
-        "command": values.get("command"),
-        "args": values.get("args"),
-        "probe": probe.get("enabled"),
-        "probe_max_targets": probe.get("maxTargets"),
-    }
-    result = {key: value for key, value in pairs.items() if value is not None}
-    # None is meaningful for bandwidth (unlimited): keep it when the key is there.
-    for key, chart_key in (("uplink_bw", "uplink"), ("downlink_bw", "downlink")):
-        if chart_key in network:
-            result[key] = network[chart_key]
-    if image.get("repository"):
-        tag = image.get("tag")
-        result["image"] = f"{image['repository']}:{tag}" if tag else image["repository"]
-    if isinstance(values.get("loadgen"), Mapping):
-        result["loadgen"] = loadgen_from_values(values["loadgen"])
-    return result
+    return _fields_from_values(FIELD_TABLE, values)

@@ -325,3 +325,18 @@ def test_netem_is_refused_on_the_nodes_the_peers_may_use_whose_kernel_lacks_it()
     assert said and "latency 10" in said and "nuc-2" in said and "nuc-1" not in said
     assert refuse({"latency": 10}, "worker", ["zone-b"], {}, nodes) is None
     assert refuse({"latency": 0, "loss": 0}, "worker", [], {}, nodes) is None
+
+
+def test_create_has_a_flag_for_each_field_with_one_and_its_range_in_the_help() -> None:
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    cmd.register(subparsers)
+    create = subparsers.choices["create"]
+    flags = {flag for action in create._actions for flag in action.option_strings}
+    assert {
+        "--name", "--peers", "--msg-size", "--msg-rate", "--connect-to", "--cpu", "--ram",
+        "--downlink-bw", "--uplink-bw", "--latency", "--jitter", "--loss", "--probe-max-targets",
+        "--role", "--zone", "--label", "--param", "--image", "--probe", "--no-probe", "-f",
+    } <= flags  # fmt: skip
+    text = " ".join(create.format_help().split())
+    assert "--cpu CPU CPU limit per peer in cores (0.05 = 5%): > 0 to 64 in steps of 0.001" in text
+    assert f"--peers PEERS number of peers: 1 to {cmd.spec.PEERS_MAX}" in text

@@ -129,15 +129,15 @@ def test_loadgen_that_is_no_mapping_is_refused() -> None:
         spec.parse({"name": "purple", "loadgen": "on"})
 
 
-@pytest.mark.parametrize("field", sorted(spec.LOADGEN_NUMBERS))
-def test_schema_ranges_match_the_spec(field: str) -> None:
-    number = spec.LOADGEN_NUMBERS[field]
-    if field == "cpu":
-        rule = LOADGEN_SCHEMA["resources"]["properties"]["cpu"]
-    elif field == "ram":
-        rule = LOADGEN_SCHEMA["resources"]["properties"]["memory"]
-    else:
-        rule = LOADGEN_SCHEMA[field]
+@pytest.mark.parametrize(
+    "row", [row for row in spec.LOADGEN_TABLE if row.number], ids=lambda row: row.name
+)
+def test_schema_ranges_match_the_spec(row: spec.Field) -> None:
+    number = row.number
+    assert number is not None
+    rule = SCHEMA["properties"]["loadgen"]
+    for part in row.chart.split("."):
+        rule = rule["properties"][part]
     low = "exclusiveMinimum" if number.exclusive_minimum else "minimum"
     assert rule[low] == number.minimum
     assert rule["maximum"] == number.maximum

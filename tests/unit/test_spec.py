@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from nuclab import spec
@@ -216,3 +218,13 @@ def test_health_probes_are_the_peers_and_off_for_a_workload_of_ones_own() -> Non
     assert peer["probes"] == {"enabled": True}
     own = spec.to_values(spec.parse({"name": "own", "peers": 1, "command": ["python3", "-c"]}))
     assert own["probes"] == {"enabled": False}
+
+
+def test_the_checks_and_the_spec_class_follow_the_table() -> None:
+    assert tuple(field.name for field in dataclasses.fields(spec.ExperimentSpec)) == spec.FIELDS
+    for row in spec.FIELD_TABLE:
+        if row.number is not None:
+            assert spec.NUMBERS[row.name] is row.number
+            error = rejected({**REFERENCE, row.name: "x"}, row.name)
+            assert error.allowed == row.number.allowed()
+    assert set(spec.DEFAULTS) == set(spec.FIELDS) - {"name"}

@@ -13,29 +13,23 @@ from nuclab import spec
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "charts/experiment/values.schema.json").read_text())
 
-# spec field -> (section, chart key) in the values
-CHART_KEYS = {
-    "msg_size": ("experiment", "msgSize"),
-    "msg_rate": ("experiment", "msgInterval"),
-    "connect_to": ("experiment", "connectTo"),
-    "cpu": ("resources", "cpu"),
-    "ram": ("resources", "memory"),
-    "uplink_bw": ("network", "uplink"),
-    "downlink_bw": ("network", "downlink"),
-    "latency": ("network", "latency"),
-    "jitter": ("network", "jitter"),
-    "loss": ("network", "loss"),
-    "probe_max_targets": ("probe", "maxTargets"),
-}
+
+def _rule(path: str) -> dict:
+    node = SCHEMA
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node
 
 
-@pytest.mark.parametrize("field", sorted(CHART_KEYS))
-def test_schema_ranges_match_the_spec(field: str) -> None:
-    number = spec.NUMBERS[field]
-    section, key = CHART_KEYS[field]
-    rule = SCHEMA["properties"][section]["properties"][key]
+@pytest.mark.parametrize(
+    "row", [row for row in spec.FIELD_TABLE if row.number], ids=lambda row: row.name
+)
+def test_schema_ranges_match_the_spec(row: spec.Field) -> None:
+    number = row.number
+    assert number is not None
+    rule = _rule(row.chart)
     low = "exclusiveMinimum" if number.exclusive_minimum else "minimum"
-    assert rule[low] == number.minimum
+    assert rule[low] == (0 if number.pause else number.minimum)
     assert rule["maximum"] == number.maximum
     types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
     assert ("integer" if number.integer else "number") in types
@@ -89,7 +83,7 @@ def test_example_spec_file_is_the_reference_experiment() -> None:
 
 
 def test_schema_probe_switch_is_a_boolean_like_the_spec_field() -> None:
-    assert SCHEMA["properties"]["probe"]["properties"]["enabled"] == {"type": "boolean"}
+    assert SCHEMA["properties"]["probe"]["properties"]["enabled"]["type"] == "boolean"
 
 
 def test_schema_params_and_node_labels_match_the_spec() -> None:
@@ -98,3 +92,23 @@ def test_schema_params_and_node_labels_match_the_spec() -> None:
     assert params["additionalProperties"]["maxLength"] == spec.PARAM_VALUE_MAX
     labels = SCHEMA["properties"]["placement"]["properties"]["nodeLabels"]
     assert [labels["propertyNames"]["not"]["const"]] == list(spec.RESERVED_NODE_LABELS)
+
+
+def test_the_charts_defaults_are_the_tables() -> None:
+    """values.yaml gives each field the table's default (a plain `helm install` is nuclab's)."""
+    chart = yaml.safe_load((REPO / "charts/experiment/values.yaml").read_text())
+    from_spec = spec.to_values(spec.parse({"name": "purple"}))
+
+    def at(values: dict, path: str) -> object:
+        for part in path.split("."):
+            values = values[part]
+        return values
+
+    for row in spec.FIELD_TABLE:
+        if row.kind == "name":
+            assert at(chart, row.chart) == ""  # the release's name
+        elif row.kind == "image":
+            image = at(chart, row.chart)
+            assert {key: image[key] for key in ("repository", "tag")} == at(from_spec, row.chart)
+        elif row.kind != "loadgen":  # test_loadgen_spec compares the loadgen block
+            assert at(chart, row.chart) == at(from_spec, row.chart), row.name

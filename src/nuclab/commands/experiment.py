@@ -109,28 +109,14 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if args.file:
         raw.update(load_spec_file(args.file))
-    flags = {
-        "name": args.name,
-        "peers": args.peers,
-        "msg_size": args.msg_size,
-        "msg_rate": args.msg_rate,
-        "connect_to": args.connect_to,
-        "cpu": args.cpu,
-        "ram": args.ram,
-        "uplink_bw": args.uplink_bw,
-        "downlink_bw": args.downlink_bw,
-        "latency": args.latency,
-        "jitter": args.jitter,
-        "loss": args.loss,
-        "role": args.role,
-        "zones": args.zone,
-        "node_labels": _key_values("node_labels", args.label),
-        "params": _key_values("params", args.param),
-        "image": args.image,
-        "probe": args.probe,
-        "probe_max_targets": args.probe_max_targets,
-    }
-    raw.update({key: value for key, value in flags.items() if value is not None})
+    for row in spec.FIELD_TABLE:
+        if not row.flag:
+            continue
+        value = getattr(args, row.name)
+        if row.kind == "mapping":
+            value = _key_values(row.name, value)
+        if value is not None:
+            raw[row.name] = value
     return raw
 
 
@@ -479,45 +465,41 @@ def _via_playbook(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_spec_flags(
+    parser: argparse.ArgumentParser, fields: tuple[spec.Field, ...] = spec.FIELD_TABLE
+) -> None:
+    """A flag for each field of the table that has one, with the table's help (and range)."""
+    for row in fields:
+        if not row.flag:
+            continue
+        text = row.help.replace("%", "%%")  # argparse formats help with %
+        if row.number is not None:
+            # Numbers stay strings here: nuclab.spec checks them and names field, value, range.
+            text += f": {row.number.span()}"
+            parser.add_argument(row.flag, dest=row.name, metavar=row.name.upper(), help=text)
+        elif row.kind == "choice":
+            parser.add_argument(row.flag, dest=row.name, choices=row.choices, help=text)
+        elif row.kind == "bool":
+            parser.add_argument(
+                row.flag, dest=row.name, action=argparse.BooleanOptionalAction, help=text
+            )
+        elif row.kind in ("strings", "mapping"):
+            metavar = "KEY=VALUE" if row.kind == "mapping" else row.flag[2:].upper()
+            parser.add_argument(
+                row.flag, dest=row.name, action="append", metavar=metavar, help=text
+            )
+        else:
+            parser.add_argument(row.flag, dest=row.name, help=text)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     create = subparsers.add_parser(
         "create",
         help="create (or update) an experiment and wait for its peers",
         description="Create an experiment, or update one that exists, and wait for its peers.",
     )
-    create.add_argument("--name", help=spec.NAME_HELP)
     create.add_argument("-f", "--file", help="a spec file (experiments/<name>.yml); flags win")
-    # Numbers stay strings here: nuclab.spec checks them and names field, value and range.
-    numbers = (
-        ("--peers", "peers", "number of peers"),
-        ("--msg-size", "msg_size", "message size in bytes"),
-        ("--msg-rate", "msg_rate", "milliseconds between two messages"),
-        ("--connect-to", "connect_to", "peers each peer connects to (more = all)"),
-        ("--cpu", "cpu", "CPU limit per peer in cores (0.05 = 5%%)"),
-        ("--ram", "ram", "memory limit per peer in MiB"),
-        ("--downlink-bw", "downlink_bw", "downlink bandwidth per peer in Mbit/s"),
-        ("--uplink-bw", "uplink_bw", "uplink bandwidth per peer in Mbit/s"),
-        ("--latency", "latency", "added latency in ms (tc netem)"),
-        ("--jitter", "jitter", "jitter of the added latency in ms"),
-        ("--loss", "loss", "packet loss in percent"),
-        ("--probe-max-targets", "probe_max_targets", "peers each RTT probe measures (0 = all)"),
-    )
-    for flag, dest, text in numbers:
-        create.add_argument(flag, dest=dest, metavar=dest.upper(), help=text)
-    create.add_argument("--role", choices=spec.ROLES, help="lab role of the peers' nodes")
-    create.add_argument("--zone", action="append", help="restrict peers to a zone (repeatable)")
-    create.add_argument(
-        "--label", action="append", metavar="KEY=VALUE", help="node label nuclab.io/KEY=VALUE"
-    )
-    create.add_argument(
-        "--param", action="append", metavar="KEY=VALUE", help="extra parameter (env)"
-    )
-    create.add_argument("--image", help="peer image")
-    create.add_argument(
-        "--probe",
-        action=argparse.BooleanOptionalAction,
-        help="run the RTT probe sidecar beside each peer (48 MiB, 0.02 CPU); --no-probe stops it",
-    )
+    add_spec_flags(create)
     _common(create)
     _via_playbook(create)
     create.set_defaults(func=cmd_create)
