@@ -269,6 +269,24 @@ def test_export_returns_exactly_the_backfilled_samples_across_chunks(
     assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".report*"))
 
 
+def test_report_refuses_an_exported_file_changed_afterwards(
+    prometheus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exp1"
+    assert _export(prometheus, out, end=T0 + 600) == 0
+    rel = "metrics/container_memory_working_set_bytes.parquet"
+    want = next(f["sha256"] for f in json.loads((out / "manifest.json").read_text())["files"]
+                if f["path"] == rel)  # fmt: skip
+    with (out / rel).open("ab") as fh:  # a byte appended after the export
+        fh.write(b"\0")
+    capsys.readouterr()
+    assert nuclab(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rel} has sha256 {sha256(out / rel)}, the manifest expects {want}" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "report.html").exists()
+
+
 def test_export_writes_exactly_the_experiments_loki_lines_as_json_lines(
     prometheus: str, loki: str, logs: list, tmp_path: Path
 ) -> None:
