@@ -361,6 +361,26 @@ def test_export_require_complete_refuses_a_window_retention_cut(
     assert coverage["held"] == coverage["requested"] == [_iso(oldest), _iso(RET_END)]
 
 
+def test_export_role_shows_the_coverage_warning_and_can_require_completeness(
+    retained: tuple[str, int], tmp_path: Path
+) -> None:
+    """playbooks/export.yml with a fixed window and no lab API (export_kubeconfig empty)."""
+    url, oldest = retained
+    out = tmp_path / "ds"
+    args = ["playbooks/export.yml", "-e", "name=exp1", "-e", f"export_prometheus_url={url}",
+            "-e", f"export_output={out}", "-e", "export_kubeconfig=", "-e", "export_step=60",
+            "-e", f"export_start={_iso(RET_T0)}", "-e", f"export_end={_iso(RET_END)}"]  # fmt: skip
+    refused = run_playbook(*args, "-e", "export_require_complete=true", check=False)
+    said = " ".join(refused.stdout.split())  # Ansible wraps long values over lines
+    assert refused.returncode != 0
+    assert "nothing was written (--require-complete)" in said, said[-2000:]
+    assert not out.exists()
+    done = run_playbook(*args)
+    said = " ".join(done.stdout.split())
+    assert f"the oldest sample Prometheus holds, {_iso(oldest)}" in said, said[-2000:]
+    assert json.loads((out / "manifest.json").read_text())["coverage"]["complete"] is False
+
+
 def test_export_writes_exactly_the_experiments_loki_lines_as_json_lines(
     prometheus: str, loki: str, logs: list, tmp_path: Path
 ) -> None:
