@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--csv", action="store_true", help="also write each metric family as CSV")
     a("--workers", type=int, default=4, help="parallel queries (default 4)")
     a("--require-complete", action="store_true",
-      help="exit 2, writing nothing, when retention has dropped part of the window")  # fmt: skip
+      help="exit 2, writing nothing, unless Prometheus still holds the whole window")  # fmt: skip
     a("--max-points", type=int, default=MAX_POINTS, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 

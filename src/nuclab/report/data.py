@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.export.dataset import sha256
 
 PEER_LABELS = ("peer", "pod", "instance")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -111,7 +113,7 @@ def verify_files(path: Path, manifest: dict[str, Any], needed: Iterable[str]) ->
     for entry in files:
         rel = entry.get("path") if isinstance(entry, dict) else None
         digest = entry.get("sha256") if isinstance(entry, dict) else None
-        if not _relative(rel) or not isinstance(digest, str):
+        if not _relative(rel) or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise ValidationError(f"{where}: manifest.json files", entry, FILES_ALLOWED)
         expected[rel] = digest
     for rel in needed:
