@@ -152,8 +152,9 @@ def openmetrics(data: Series) -> str:
 
 
 @contextmanager
-def local_prometheus(work: Path, data: Series) -> Iterator[str]:
-    """Prometheus serving exactly ``data`` from ``work``; yields its base URL, stops it after."""
+def local_prometheus(work: Path, data: Series, retention: str = "30d") -> Iterator[str]:
+    """Prometheus serving ``data`` from ``work``, less what ``retention`` (relative to the newest
+    block) deletes when it opens the TSDB; yields its base URL, stops it after."""
     (work / "data.om").write_text(openmetrics(data))
     subprocess.run(
         [binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"),
@@ -163,7 +164,7 @@ def local_prometheus(work: Path, data: Series) -> Iterator[str]:
     server = Prometheus(
         work,
         {"global": {"scrape_interval": "1h"}, "scrape_configs": []},
-        ["--storage.tsdb.retention.time=30d"],
+        [f"--storage.tsdb.retention.time={retention}"],
         self_scrape=False,
         ready_timeout=60,
     )

@@ -24,6 +24,13 @@ from typing import Any
 
 EXPERIMENT_NAMESPACE = "nuclab"
 RTT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+# (zone, RAPL sysfs path) as Kepler 0.11 exports them: package holds core and uncore.
+KEPLER_ZONES = (
+    ("package", "intel-rapl:0"),
+    ("core", "intel-rapl:0:0"),
+    ("uncore", "intel-rapl:0:1"),
+    ("dram", "intel-rapl:0:2"),
+)
 
 
 @dataclass(frozen=True)
@@ -132,23 +139,27 @@ class Metrics:
             yield _line("kube_node_status_condition", cond, ready)
 
     def kepler(self, node: str, now: float) -> Iterator[str]:
-        yield _line(
-            "kepler_node_cpu_joules_total",
-            {"zone": "package", "path": "/sys/class/powercap/intel-rapl:0", "node_name": node},
-            _coef("node-joules", node) * now,
-        )
+        """Kepler 0.11's series: one per RAPL zone, the zones overlapping as on a NUC."""
+        for zone, path in KEPLER_ZONES:
+            yield _line(
+                "kepler_node_cpu_joules_total",
+                {"zone": zone, "path": f"/sys/class/powercap/{path}", "node_name": node},
+                _coef("node-joules", node, zone) * now,
+            )
         for pod in self.world.pods():
             if pod.node != node or not pod.running:
                 continue
-            labels = {
-                "pod_id": f"uid-{pod.name}",
-                "pod_name": pod.name,
-                "pod_namespace": pod.namespace,
-                "state": "running",
-                "zone": "package",
-                "node_name": node,
-            }
-            yield _line("kepler_pod_cpu_joules_total", labels, _coef("joules", pod.name) * now / 10)
+            for zone, _ in KEPLER_ZONES:
+                labels = {
+                    "pod_id": f"uid-{pod.name}",
+                    "pod_name": pod.name,
+                    "pod_namespace": pod.namespace,
+                    "state": "running",
+                    "zone": zone,
+                    "node_name": node,
+                }
+                joules = _coef("joules", pod.name, zone) * now / 10
+                yield _line("kepler_pod_cpu_joules_total", labels, joules)
 
     def node(self, node: str, now: float) -> Iterator[str]:
         for mode in ("idle", "user"):

@@ -269,6 +269,118 @@ def test_export_returns_exactly_the_backfilled_samples_across_chunks(
     assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".report*"))
 
 
+def test_report_refuses_an_exported_file_changed_afterwards(
+    prometheus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exp1"
+    assert _export(prometheus, out, end=T0 + 600) == 0
+    rel = "metrics/container_memory_working_set_bytes.parquet"
+    want = next(f["sha256"] for f in json.loads((out / "manifest.json").read_text())["files"]
+                if f["path"] == rel)  # fmt: skip
+    with (out / rel).open("ab") as fh:  # a byte appended after the export
+        fh.write(b"\0")
+    capsys.readouterr()
+    assert nuclab(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rel} has sha256 {sha256(out / rel)}, the manifest expects {want}" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "report.html").exists()
+
+
+# -- coverage: a window that starts before what retention left -------------------------------
+# Ten hours of samples backfilled in 2 h blocks into a Prometheus started with a 4 h retention:
+# opening the TSDB deletes the blocks more than 4 h older than the newest, for real.
+
+RET_T0 = (int(time.time()) // 7200 - 12) * 7200  # on a block boundary, 24 h back
+RET_END = RET_T0 + 10 * 3600 - 60
+RET_SERIES = ("nuclab_peer_messages_sent_total", (("experiment", "exp1"), ("peer", "r0")))
+
+
+@pytest.fixture(scope="module")
+def retained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """(URL, the oldest sample the server answers queries with) of a Prometheus whose
+    retention dropped the first hours of ``RET_SERIES``."""
+    points = [(RET_T0 + i * 60, float(i)) for i in range(600)]
+    with local_prometheus(tmp_path_factory.mktemp("retained"), {RET_SERIES: points}, "4h") as url:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+            own = resp.read().decode()
+        assert re.search(r"^prometheus_tsdb_time_retentions_total [1-9]", own, re.M), own
+        query = (
+            f"{url}/api/v1/query_range?query={RET_SERIES[0]}&start={RET_T0}&end={RET_END}&step=60"
+        )
+        with urllib.request.urlopen(query, timeout=10) as resp:
+            held = json.load(resp)["data"]["result"][0]["values"]
+        assert RET_T0 < held[0][0] < RET_END  # retention took the window's first hours
+        yield url, int(held[0][0])
+
+
+def test_export_says_and_records_what_retention_dropped_from_the_window(
+    retained: tuple[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, oldest = retained
+    out = tmp_path / "exp1"
+    assert _export(url, out, "--step", "60", start=RET_T0, end=RET_END) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    missing = oldest - RET_T0
+    assert err == [
+        f"nuclab: warning: experiment 'exp1': the window {_iso(RET_T0)} to {_iso(RET_END)} "
+        f"starts before the oldest sample Prometheus holds, {_iso(oldest)}: its first "
+        f"{missing // 3600}h00m00s ({100 * missing / (RET_END - RET_T0):.0f}%) is missing (gone "
+        "with retention, or never scraped); manifest.json records the coverage"
+    ]
+    coverage = json.loads((out / "manifest.json").read_text())["coverage"]
+    assert coverage == {
+        "requested": [_iso(RET_T0), _iso(RET_END)],
+        "held": [_iso(oldest), _iso(RET_END)],
+        "complete": False,
+        "missing_seconds": missing,
+        "oldest_sample": _iso(oldest),
+        "source": "prometheus_tsdb_lowest_timestamp",
+    }
+    (rows,) = _rows(out / "metrics/nuclab_peer_messages_sent_total.parquet").values()
+    assert rows[0][0] == oldest  # what the dataset holds starts where the coverage says
+
+
+def test_export_require_complete_refuses_a_window_retention_cut(
+    retained: tuple[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, oldest = retained
+    out = tmp_path / "exp1"
+    code = _export(url, out, "--step", "60", "--require-complete", start=RET_T0, end=RET_END)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"starts before the oldest sample Prometheus holds, {_iso(oldest)}: its first" in err
+    assert err.strip().endswith("nothing was written (--require-complete)")
+    assert list(tmp_path.iterdir()) == []
+    # A window inside what is held is complete: exported, no warning, recorded so.
+    assert _export(url, out, "--step", "60", "--require-complete", start=oldest, end=RET_END) == 0
+    assert "warning" not in capsys.readouterr().err
+    coverage = json.loads((out / "manifest.json").read_text())["coverage"]
+    assert coverage["complete"] is True and coverage["missing_seconds"] == 0
+    assert coverage["held"] == coverage["requested"] == [_iso(oldest), _iso(RET_END)]
+
+
+def test_export_role_shows_the_coverage_warning_and_can_require_completeness(
+    retained: tuple[str, int], tmp_path: Path
+) -> None:
+    """playbooks/export.yml with a fixed window and no lab API (export_kubeconfig empty)."""
+    url, oldest = retained
+    out = tmp_path / "ds"
+    args = ["playbooks/export.yml", "-e", "name=exp1", "-e", f"export_prometheus_url={url}",
+            "-e", f"export_output={out}", "-e", "export_kubeconfig=", "-e", "export_step=60",
+            "-e", f"export_start={_iso(RET_T0)}", "-e", f"export_end={_iso(RET_END)}"]  # fmt: skip
+    refused = run_playbook(*args, "-e", "export_require_complete=true", check=False)
+    said = " ".join(refused.stdout.split())  # Ansible wraps long values over lines
+    assert refused.returncode != 0
+    assert "nothing was written (--require-complete)" in said, said[-2000:]
+    assert not out.exists()
+    done = run_playbook(*args)
+    said = " ".join(done.stdout.split())
+    assert f"the oldest sample Prometheus holds, {_iso(oldest)}" in said, said[-2000:]
+    assert json.loads((out / "manifest.json").read_text())["coverage"]["complete"] is False
+
+
 def test_export_writes_exactly_the_experiments_loki_lines_as_json_lines(
     prometheus: str, loki: str, logs: list, tmp_path: Path
 ) -> None:
@@ -322,6 +434,11 @@ def test_loki_client_refuses_to_drop_lines_that_share_a_nanosecond_beyond_a_page
         ("prometheus-down", "Prometheus at http://127.0.0.1:{dead} is unreachable"),
         ("loki-down", "Loki at http://127.0.0.1:{dead} is unreachable"),
         ("no-data", "Prometheus has no data between"),
+        (
+            "window-gone",
+            "(Prometheus holds no sample of the window {t0_7200} to {t0_3600}: it "
+            "holds nothing older than {t0}); nothing was written",
+        ),
         ("exists", "output: "),
         ("local-time", "--start: '2025-01-01T10:00:00' is not allowed"),
         ("loki-bad-query", "answered 400: "),
@@ -341,7 +458,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(  # noqa: PLR0917 (pytest fi
         prom = f"http://127.0.0.1:{dead}"
     elif case == "loki-down":
         extra = ["--loki-url", f"http://127.0.0.1:{dead}"]
-    elif case == "no-data":
+    elif case in ("no-data", "window-gone"):
         kwargs = {"start": T0 - 7200, "end": T0 - 3600}
     elif case == "exists":
         out.mkdir()
@@ -358,7 +475,8 @@ def test_bad_input_fails_clearly_and_writes_nothing(  # noqa: PLR0917 (pytest fi
         code = _export(prom, out, *extra, **kwargs)
     err = capsys.readouterr().err
     assert code != 0
-    assert message.format(dead=dead) in err, err
+    times = {"t0": _iso(T0), "t0_7200": _iso(T0 - 7200), "t0_3600": _iso(T0 - 3600)}
+    assert message.format(dead=dead, **times) in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     if case == "exists":
         assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

@@ -12,6 +12,7 @@ import pytest
 
 from nuclab.errors import ValidationError
 from nuclab.export import cluster, prom
+from nuclab.export.coverage import Coverage
 from nuclab.export.dataset import DatasetWriter, families
 from nuclab.export.run import ExportOptions, parse_utc, validate
 
@@ -128,3 +129,30 @@ def test_a_committed_dataset_appears_whole(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert manifest["files"][0]["path"] == "logs/logs.jsonl" and manifest["files"][0]["rows"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+H = 3_600_000  # one hour in ms
+
+
+def test_coverage_of_a_window_retention_cut_says_how_much_is_missing() -> None:
+    cut = Coverage(0, 10 * H, 4 * H)
+    assert cut.complete is False and cut.held == (4 * H, 10 * H) and cut.missing_ms == 4 * H
+    assert cut.problem("http://p") == (
+        "the window 1970-01-01T00:00:00Z to 1970-01-01T10:00:00Z starts before the oldest sample "
+        "Prometheus holds, 1970-01-01T04:00:00Z: its first 4h00m00s (40%) is missing (gone with "
+        "retention, or never scraped)"
+    )
+    whole = Coverage(4 * H, 10 * H, 4 * H)
+    assert whole.complete is True and whole.problem("http://p") is None
+    assert whole.manifest()["held"] == whole.manifest()["requested"]
+
+
+def test_coverage_of_an_empty_or_silent_prometheus() -> None:
+    # An empty TSDB reports the head's initial minimum, the largest int64, as its lowest timestamp.
+    empty = Coverage(0, H, int(float(2**63 - 1)))
+    assert empty.gone and empty.held is None and empty.missing_ms == H
+    assert empty.manifest()["oldest_sample"] == "never"
+    unknown = Coverage(0, H, None)
+    assert unknown.complete is None and not unknown.gone
+    assert "does not report its oldest sample" in (unknown.problem("http://p") or "")
+    assert unknown.manifest()["complete"] is None

@@ -6,13 +6,14 @@ import base64
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nuclab.cli import main as nuclab
-from nuclab.export.dataset import DatasetWriter, families, series_table
+from nuclab.export.dataset import DatasetWriter, families, series_table, sha256
 from nuclab.export.prom import Series
 from nuclab.histogram import histogram_quantile
 from nuclab.probe.metrics import RTT_BUCKETS
@@ -144,6 +145,62 @@ def test_report_of_a_folder_that_is_not_a_dataset_fails_clearly(
     assert nuclab(["report", str(tmp_path)]) == 3
     assert "no manifest.json (not a nuclab dataset)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def _refused(ds: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``nuclab report`` of ``ds`` exits 2 with one line and writes no page; returns the line."""
+    assert nuclab(["report", str(ds)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (ds / "report.html").exists() and not list(ds.glob(".report*"))
+    return err
+
+
+def _expected(ds: Path, rel: str) -> str:
+    manifest = json.loads((ds / "manifest.json").read_text())
+    return next(f["sha256"] for f in manifest["files"] if f["path"] == rel)
+
+
+RTT_FILE = "metrics/nuclab_peer_rtt_seconds.parquet"
+
+
+def _copy(demo: Path, tmp_path: Path) -> Path:
+    """The demo dataset as exported (without the page an earlier test rendered into it)."""
+    return Path(shutil.copytree(demo, tmp_path / "demo", ignore=shutil.ignore_patterns("*.html")))
+
+
+def test_report_refuses_a_file_changed_after_the_export(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds = _copy(demo, tmp_path)
+    with (ds / RTT_FILE).open("r+b") as fh:  # one byte flipped: still a readable size
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    err = _refused(ds, capsys)
+    assert f"{RTT_FILE} has sha256 {sha256(ds / RTT_FILE)}" in err
+    assert f"the manifest expects {_expected(ds, RTT_FILE)}" in err
+
+
+def test_report_refuses_a_dataset_with_a_listed_file_missing(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds = _copy(demo, tmp_path)
+    (ds / RTT_FILE).unlink()
+    err = _refused(ds, capsys)
+    assert f"{RTT_FILE} is missing; the manifest lists it (sha256 {_expected(ds, RTT_FILE)})" in err
+
+
+def test_report_refuses_a_metric_file_without_a_checksum(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds = _copy(demo, tmp_path)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["path"] != RTT_FILE]
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+    err = _refused(ds, capsys)
+    assert f"{RTT_FILE} is not listed in manifest.json files (no checksum to check it)" in err
 
 
 def test_dataset_reads_back_what_the_export_writer_wrote(demo: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from nuclab import spec
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Read the experiment's window from its Helm release (or --start/--end), query "
             "Prometheus in chunks of at most 11,000 points per series, in parallel, and write "
-            "Parquet per metric family, Loki logs as JSON lines and manifest.json (spec, "
+            "Parquet per metric family, Loki logs as JSON lines and manifest.json (spec, coverage, "
             "versions, nodes, checksums). All times are UTC. The folder appears only when complete."
         ),
     )
@@ -40,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a("--log-query", default="", help='LogQL stream selector (default {experiment="<name>"})')
     a("--csv", action="store_true", help="also write each metric family as CSV")
     a("--workers", type=int, default=4, help="parallel queries (default 4)")
+    a("--require-complete", action="store_true",
+      help="exit 2, writing nothing, unless Prometheus still holds the whole window")  # fmt: skip
     a("--max-points", type=int, default=MAX_POINTS, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
@@ -67,8 +70,9 @@ def _run(args: argparse.Namespace) -> int:
         csv=args.csv,
         workers=args.workers,
         max_points=args.max_points,
+        require_complete=args.require_complete,
     )
-    result = run.export(opts)
+    result = run.export(opts, warn=lambda line: print(f"nuclab: warning: {line}", file=sys.stderr))
     print(
         f"exported {opts.experiment}: {result.samples} samples, {result.log_lines} log lines, "
         f"{result.files} files in {result.path}"

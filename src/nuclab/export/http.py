@@ -58,6 +58,15 @@ class JsonClient:
 
     def get(self, path: str, params: list[tuple[str, str]] | dict[str, str]) -> Any:
         """GET ``path`` with query ``params`` (POSTed as a form when long) and decode the JSON."""
+        data = self.get_bytes(path, params)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise HttpError(f"{self.what} at {self.base_url} did not answer JSON") from exc
+
+    def get_bytes(self, path: str, params: list[tuple[str, str]] | dict[str, str]) -> bytes:
+        """The body of GET ``path`` (a POSTed form when the query is long); ``HttpError`` when
+        the server cannot be reached or answers an error."""
         body = urlencode(params)
         url = f"{self._prefix}{path}"
         for attempt in (1, 2):  # a kept-alive connection the server closed: reconnect once
@@ -83,7 +92,4 @@ class JsonClient:
         if resp.status >= 400:
             detail = data[:300].decode("utf-8", "replace").strip()
             raise HttpError(f"{self.what} at {self.base_url} answered {resp.status}: {detail}")
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise HttpError(f"{self.what} at {self.base_url} did not answer JSON") from exc
+        return data

@@ -14,12 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nuclab.errors import NuclabError, ValidationError
-from nuclab.export.http import JsonClient
+from nuclab.export.http import HttpError, JsonClient
 
 MAX_POINTS = 11_000
 MAX_QUERIES = 100  # per metric: 1,100,000 points per series (a week at 1 s, a day at 0.1 s)
 STEP_ALLOWED = "a finite number of seconds, at least 0.001"
 _SELECTOR = re.compile(r"^\{(.*)\}$", re.S)
+_LOWEST = re.compile(r"^prometheus_tsdb_lowest_timestamp (\S+)$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,21 @@ class Prometheus:
         """The server's version; raises a clear error when it is unreachable."""
         info = self.http.get("/api/v1/status/buildinfo", {})
         return str(info.get("data", {}).get("version", "unknown"))
+
+    def oldest_sample_ms(self) -> int | None:
+        """``prometheus_tsdb_lowest_timestamp`` (ms) from the server's own /metrics (see
+        nuclab.export.coverage); None when the server does not expose it."""
+        try:
+            text = self.http.get_bytes("/metrics", {}).decode("utf-8", "replace")
+        except HttpError:
+            return None
+        match = _LOWEST.search(text)
+        if match is None:
+            return None
+        try:
+            return int(float(match.group(1)))
+        except (ValueError, OverflowError):  # NaN, +Inf
+            return None
 
     def metric_names(self, selectors: Iterable[str], start_ms: int, end_ms: int) -> list[str]:
         params = [("match[]", s) for s in selectors]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from nuclab import __version__, spec
 from nuclab.errors import NuclabError, ValidationError
 from nuclab.export import cluster
+from nuclab.export.coverage import Coverage
 from nuclab.export.dataset import DatasetWriter, check_target, families, safe_name, series_table
 from nuclab.export.http import check_url
 from nuclab.export.loki import Loki
@@ -53,6 +55,7 @@ class ExportOptions:
     csv: bool = False
     workers: int = 4
     max_points: int = MAX_POINTS
+    require_complete: bool = False
 
 
 @dataclass(slots=True)
@@ -61,6 +64,7 @@ class ExportResult:
     samples: int
     log_lines: int
     files: int
+    coverage: Coverage
 
 
 def parse_utc(field_name: str, text: str) -> datetime:
@@ -152,7 +156,29 @@ def _window(
     return core, release, start, end, "helm-release"
 
 
-def export(opts: ExportOptions, now: datetime | None = None) -> ExportResult:
+def _coverage(
+    opts: ExportOptions,
+    prom: Prometheus,
+    start_ms: int,
+    end_ms: int,
+    warn: Callable[[str], None] | None,
+) -> Coverage:
+    """What Prometheus still holds of the window; refused or warned about when not all."""
+    coverage = Coverage(start_ms, end_ms, prom.oldest_sample_ms())
+    problem = coverage.problem(opts.prometheus_url)
+    if problem and opts.require_complete:
+        raise NuclabError(
+            f"experiment {opts.experiment!r}: {problem}; nothing was written (--require-complete)"
+        )
+    if problem and warn is not None and not coverage.gone:  # gone: the export fails, saying so
+        warn(f"experiment {opts.experiment!r}: {problem}; manifest.json records the coverage")
+    return coverage
+
+
+def export(
+    opts: ExportOptions, now: datetime | None = None, warn: Callable[[str], None] | None = None
+) -> ExportResult:
+    """Fetch and write the dataset; ``warn`` gets one line when the window is not complete."""
     validate(opts)
     prom = Prometheus(opts.prometheus_url)
     loki = Loki(opts.loki_url) if opts.loki_url else None
@@ -164,12 +190,14 @@ def export(opts: ExportOptions, now: datetime | None = None) -> ExportResult:
     step_ms = step_ms_of(opts.step)
     start_ms, end_ms = _ms(start), _ms(end)
     check_queries(start_ms, end_ms, step_ms, opts.max_points)  # the release's window, too
+    coverage = _coverage(opts, prom, start_ms, end_ms, warn)
     selectors = opts.selectors or default_selectors(opts.experiment, opts.namespace)
     names = prom.metric_names(selectors, start_ms, end_ms)
     if not names:
+        why = f" ({coverage.problem(opts.prometheus_url)})" if coverage.gone else ""
         raise NuclabError(
             f"experiment {opts.experiment!r}: Prometheus has no data between {_iso(start)} and "
-            f"{_iso(end)} for {' or '.join(selectors)}; nothing was written"
+            f"{_iso(end)} for {' or '.join(selectors)}{why}; nothing was written"
         )
 
     writer = DatasetWriter(opts.output)
@@ -215,6 +243,7 @@ def export(opts: ExportOptions, now: datetime | None = None) -> ExportResult:
         manifest["prometheus"]["chunks_per_metric"] = len(
             plan_chunks(start_ms, end_ms, step_ms, opts.max_points)
         )
+        manifest["coverage"] = coverage.manifest()
         manifest["metrics"] = metric_files
         manifest["logs"] = (
             {
@@ -230,7 +259,7 @@ def export(opts: ExportOptions, now: datetime | None = None) -> ExportResult:
     except BaseException:
         writer.abort()
         raise
-    return ExportResult(path, samples, log_lines, len(writer.files) + 1)
+    return ExportResult(path, samples, log_lines, len(writer.files) + 1, coverage)
 
 
 def _manifest(

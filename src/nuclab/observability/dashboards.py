@@ -421,20 +421,16 @@ def kubernetes_cluster() -> Json:
 
 
 def energy() -> Json:
-    node_watts = f'rate(kepler_node_cpu_joules_total{{node_name=~"$node"}}{RATE})'
+    # Kepler's zones overlap: the recorded series sum the ones that do not (see the rules file).
+    node_watts = f"nuclab:node_kepler_joules:rate2m{{{NODES}}}"
     panels = [
-        Panel(
-            "Power per node",
-            [Query(f"sum by (node_name) ({node_watts})", "{{node_name}}")],
-            unit="watt",
-        ),
+        Panel("Power per node", [Query(node_watts, "{{node}}")], unit="watt"),
         Panel(
             "Energy per node over the range",
             [
                 Query(
-                    "sum by (node_name) "
-                    '(increase(kepler_node_cpu_joules_total{node_name=~"$node"}[$__range]))',
-                    "{{node_name}}",
+                    f"avg_over_time({node_watts}[$__range]) * $__range_s",
+                    "{{node}}",
                     instant=True,
                 )
             ],
@@ -469,9 +465,7 @@ def energy() -> Json:
             [
                 Query(
                     f"sum by (node) (nuclab:pod_kepler_joules:rate2m{{{EXP}, {NODES}}})"
-                    " / on (node) sum by (node) (label_replace("
-                    f"rate(kepler_node_cpu_joules_total{RATE}),"
-                    ' "node", "$1", "node_name", "(.+)"))',
+                    " / on (node) nuclab:node_kepler_joules:rate2m",
                     "{{node}}",
                 )
             ],

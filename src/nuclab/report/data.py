@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
+from nuclab.export.dataset import sha256
 
 PEER_LABELS = ("peer", "pod", "instance")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -43,6 +47,7 @@ class Dataset:
             raise NuclabError(f"dataset {str(path)!r}: manifest.json is not JSON: {exc}") from exc
         self._cache: dict[str, list[Series]] = {}
         self._families = _families(path, self.manifest)
+        verify_files(path, self.manifest, self._families.values())
 
     def family(self, name: str) -> list[Series]:
         """Every series of a metric family (empty when the dataset has none)."""
@@ -87,6 +92,47 @@ METRICS_ALLOWED = (
 )
 
 
+FILES_ALLOWED = (
+    'a list of {"path": "<file inside the dataset>", "sha256": "<64 hex digits>", ...}, '
+    "as nuclab export writes it"
+)
+
+
+def _relative(rel: object) -> bool:
+    return isinstance(rel, str) and not Path(rel).is_absolute() and ".." not in Path(rel).parts
+
+
+def verify_files(path: Path, manifest: dict[str, Any], needed: Iterable[str]) -> None:
+    """Every file the manifest lists has the sha256 it had when exported, and every file the
+    report reads (``needed``) is listed: a dataset changed after its export is refused whole."""
+    where = f"dataset {str(path)!r}"
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise ValidationError(f"{where}: manifest.json files", files, FILES_ALLOWED)
+    expected = {}
+    for entry in files:
+        rel = entry.get("path") if isinstance(entry, dict) else None
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if not _relative(rel) or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise ValidationError(f"{where}: manifest.json files", entry, FILES_ALLOWED)
+        expected[rel] = digest
+    for rel in needed:
+        if rel not in expected:
+            raise NuclabError(
+                f"{where}: {rel} is not listed in manifest.json files (no checksum to check it)"
+            )
+    for rel, digest in expected.items():
+        file = path / rel
+        if not file.is_file():
+            raise NuclabError(f"{where}: {rel} is missing; the manifest lists it (sha256 {digest})")
+        got = sha256(file)
+        if got != digest:
+            raise NuclabError(
+                f"{where}: {rel} has sha256 {got}, the manifest expects {digest} "
+                "(the file changed after the export)"
+            )
+
+
 def _families(path: Path, manifest: object) -> dict[str, str]:
     """Metric family -> its Parquet file (relative), from a manifest checked on the way."""
     where = f"dataset {str(path)!r}: manifest.json"
@@ -98,7 +144,7 @@ def _families(path: Path, manifest: object) -> dict[str, str]:
     found = {}
     for family, info in metrics.items():
         rel = info.get("file") if isinstance(info, dict) else None
-        if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        if not _relative(rel):
             raise ValidationError(f"{where} metrics.{family}", info, METRICS_ALLOWED)
         found[family] = rel
     for key, kind in (("nodes", list), ("window", dict), ("k3s_versions", list)):
