@@ -148,12 +148,12 @@ class Kube:
             conn.close()
             raise LabError(f"cannot reach the lab's API at {self.server}: {exc}") from exc
 
-    def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = ""
-    ) -> dict[str, Any]:
-        """One call; the answer's JSON. ``ApiError`` for anything but 2xx."""
+    def _call(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "", accept: str = ""
+    ) -> bytes:
+        """One call; the answer's body. ``ApiError`` for anything but 2xx."""
         conn, response = self._open(
-            method, path, body, content_type=content_type, timeout=self.timeout
+            method, path, body, content_type=content_type, timeout=self.timeout, accept=accept
         )
         try:
             payload = response.read()
@@ -163,6 +163,13 @@ class Kube:
             conn.close()
         if not 200 <= response.status < 300:
             raise ApiError(response.status, response.reason, path)
+        return payload
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = ""
+    ) -> dict[str, Any]:
+        """One call; the answer's JSON. ``ApiError`` for anything but 2xx."""
+        payload = self._call(method, path, body, content_type=content_type)
         return json.loads(payload) if payload else {}
 
     def get(self, path: str) -> dict[str, Any]:
@@ -170,16 +177,7 @@ class Kube:
 
     def get_text(self, path: str, accept: str = "text/plain") -> str:
         """A GET whose answer is text (a pod's /metrics through the API server's proxy)."""
-        conn, response = self._open("GET", path, timeout=self.timeout, accept=accept)
-        try:
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise LabError(f"cannot read the lab's answer to {path}: {exc}") from exc
-        finally:
-            conn.close()
-        if not 200 <= response.status < 300:
-            raise ApiError(response.status, response.reason, path)
-        return payload.decode("utf-8", errors="replace")
+        return self._call("GET", path, accept=accept).decode("utf-8", errors="replace")
 
     def watch(
         self, path: str, resource_version: str, seconds: int = 60
