@@ -51,8 +51,8 @@ test: setup lint ## Run every test tier (lint, unit, chart, molecule, integratio
 lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
 	yamllint --strict .
 	ansible-lint
-	ruff check src tests plugins bench
-	ruff format --check src tests plugins bench
+	ruff check src tests plugins bench tools
+	ruff format --check src tests plugins bench tools
 	@for c in charts/*/Chart.yaml; do [ -e "$$c" ] || continue; helm lint --strict "$$(dirname $$c)"; done
 
 unit: ## Unit and chart tests only (fast)
@@ -65,7 +65,7 @@ integration: ## Integration tests only
 	pytest tests/integration
 
 generate: ## Rewrite what nuclab.spec's tables generate (schema rules, playbook fields, docs tables)
-	python -m nuclab.specgen
+	python tools/specgen.py
 
 bench: setup ## Run the benchmarks (prints figures; see docs/benchmarks.md)
 	@for b in bench/*.py; do echo "== $$b"; python "$$b"; done

@@ -8,7 +8,7 @@ experiment without resetting its other fields). Bad input raises ``ValidationErr
 value, allowed)`` before anything touches a cluster. Each field is a row of ``FIELD_TABLE``
 (``LOADGEN_TABLE`` for the load generator's): its kind, range, default, chart value, CLI flag
 and help; the checks, the chart values both ways, the CLI's flags and the generated files
-(``nuclab.specgen``) read it.
+(``tools/specgen.py``) read it.
 
 Units are the ones users think in: CPU in cores, memory in MiB, bandwidth in Mbit/s, message
 size in bytes, message interval ("rate", as the reference lab called it) in milliseconds,
@@ -34,7 +34,8 @@ from nuclab.loadgen.schedule import parse_schedule
 FULLNAME_PREFIX = "nuclab-exp-"
 STATEFULSET_NAME_MAX = 63 - len("-") - 10
 # The name rule, once: the CLI's help, the export, the roles (filter nuclab_experiment_name) read
-# it from here; the chart's values.schema.json and _helpers.tpl are checked against it by tests.
+# it from here; the chart's values.schema.json is generated from it (tools/specgen.py) and
+# _helpers.tpl is checked against it by a test.
 NAME_MAX = STATEFULSET_NAME_MAX - len(FULLNAME_PREFIX)
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NAME_RE = re.compile(NAME_PATTERN)
@@ -162,7 +163,7 @@ def _numeric(
 # The experiment's fields, in the order errors list them. The defaults are the reference lab's
 # experiment: 5 peers, 1440 B every 2000 ms, 5% of a core, 16 MiB, 16/16 Mbit/s. The chart's
 # values.schema.json, the playbook's field list and the table in docs/experiments.md are
-# generated from this table (python -m nuclab.specgen, `make generate`; a unit test checks).
+# generated from this table (tools/specgen.py, `make generate`; a unit test checks).
 FIELD_TABLE: tuple[Field, ...] = (
     Field("name", "name", "experiment.name", None, NAME_HELP,
           f"DNS-1123 label, 1 to {NAME_MAX} characters (so `nuclab-exp-<name>` and the "
