@@ -13,7 +13,7 @@ export CONTAINERS_CONF := $(CURDIR)/tools/containers.conf
 SIM := inventory/sim
 KUBECONFIG_SIM := $(CURDIR)/$(SIM)/artifacts/kubeconfig
 
-.PHONY: help setup demo sim-up sim-down test lint unit chart molecule integration bench generate clean
+.PHONY: help setup demo sim-up sim-down test test-unit test-podman test-lab lint unit chart molecule integration bench generate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,9 +43,23 @@ sim-down: ## Stop the simulated lab and remove its state
 	@if [ -x $(VENV)/bin/ansible-playbook ]; then ansible-playbook -i $(SIM) playbooks/sim_down.yml; \
 	else echo "no .venv: nothing was set up, nothing to stop"; fi
 
+# The tiers that need no lab (unit and chart tests; the K3s roles on podman hosts) run beside the
+# lab's tier: the `sim` scenario (site.yml from nothing, idempotence, sim-down), the `experiment`
+# scenario (which brings the lab up again and leaves it up), then the integration tests on that
+# lab. tools/test-tiers.sh streams the lab's tier and prints the other two when it ends.
 test: setup lint ## Run every test tier (lint, unit, chart, molecule, integration)
+	@bash tools/test-tiers.sh
+
+test-unit:
 	pytest tests/unit tests/chart
-	molecule test --all
+
+test-podman:
+	molecule test -s k3s-agents
+	molecule test -s k3s-ha
+
+test-lab:
+	molecule test -s sim
+	molecule test -s experiment
 	pytest tests/integration
 
 lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
