@@ -1,16 +1,18 @@
 """Pod start-up latency on the simulated lab's real nodes, measured as kube-burner's podLatency.
 
-Creates --pods pods at once (pinned to the real nodes in turn; image already on the node, as
-podLatency excludes the pull), watches them, and records for each the time from its creation
-(the API's answer to the create) to each condition kube-burner reports: PodScheduled,
-Initialized, ContainersReady, Ready, from the watch events as they arrive (the conditions'
-own timestamps have one-second resolution). Prints P50/P95/P99 and max of each, against the
-Kubernetes SLO (P99 of create to Ready at most 5 s, image pull excluded), then deletes the pods.
+Creates --pods pods (pinned to the real nodes in turn; image already on the node, as podLatency
+excludes the pull) at each creation rate of --qps (0: all at once; kube-burner's jobs create at
+a QPS of their own, 20 by default), the settings side by side in each run; watches them, and
+records for each the time from its creation (the API's answer to the create) to each condition
+kube-burner reports: PodScheduled, Initialized, ContainersReady, Ready, from the watch events as
+they arrive (the conditions' own timestamps have one-second resolution). Prints P50/P95/P99 and
+max of each per rate, against the Kubernetes SLO (P99 of create to Ready at most 5 s, image pull
+excluded), then deletes the pods.
 
 Also prints the real nodes' kubelet, containerd and kube-proxy memory (RSS) and CPU time,
 before and while the pods run.
 
-    .venv/bin/python bench/pod_startup_real.py [--pods 50] [--runs 3] [--image IMAGE]
+    .venv/bin/python bench/pod_startup_real.py [--pods 50] [--runs 3] [--qps 0,5] [--image IMAGE]
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def processes() -> dict[str, tuple[float, float]]:
     return found
 
 
+def rate_name(qps: float) -> str:
+    return "all at once" if qps <= 0 else f"{qps:g} pods/s"
+
+
 def pod(name: str, node: str, image: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -81,7 +87,7 @@ def pod(name: str, node: str, image: str) -> dict[str, Any]:
     }
 
 
-def run(core: Any, nodes: list[str], count: int, image: str) -> dict[str, list[float]]:
+def run(core: Any, nodes: list[str], count: int, image: str, qps: float) -> dict[str, list[float]]:
     created: dict[str, float] = {}
     seen: dict[str, dict[str, float]] = {}
     done = threading.Event()
@@ -103,7 +109,10 @@ def run(core: Any, nodes: list[str], count: int, image: str) -> dict[str, list[f
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
     time.sleep(1)
+    begin = time.monotonic()
     for i in range(count):
+        if qps > 0:  # the i-th create at i/qps s, as a client rate limiter paces them
+            time.sleep(max(0.0, begin + i / qps - time.monotonic()))
         name = f"pod-{i}"
         core.create_namespaced_pod(NAMESPACE, pod(name, nodes[i % len(nodes)], image))
         created[name] = time.monotonic()
@@ -125,8 +134,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--qps", default="0,5", help="creation rates to compare, pods/s (0: all at once)"
+    )
     parser.add_argument("--image", default="localhost/nuclab/pause:3.10")
     args = parser.parse_args()
+    rates = [float(q) for q in args.qps.split(",")]
     core = client.CoreV1Api(config.new_client_from_config(str(KUBECONFIG)))
     nodes = sorted(
         n.metadata.name for n in core.list_node(label_selector="nuclab.io/node-kind=real").items
@@ -137,25 +150,30 @@ def main() -> None:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
     print(f"{args.pods} pods on {', '.join(nodes)}, {args.runs} runs, load {load()}")
     idle = processes()
-    per_run = []
+    during: dict[str, tuple[float, float]] | None = None
+    per_rate: dict[float, list[dict[str, list[float]]]] = {q: [] for q in rates}
     for r in range(args.runs):
-        lat = run(core, nodes, args.pods, args.image)
-        during = lat.pop("_during")
-        per_run.append(lat)
-        ready = lat["Ready"]
-        print(
-            f"run {r + 1}: Ready {len(ready)}/{args.pods}, P50 {quantile(ready, 0.5):.2f} s, "
-            f"P99 {quantile(ready, 0.99):.2f} s, load {load()}"
-        )
-    print("\ncondition        P50 s  P95 s  P99 s  max s   (medians over runs)")
-    for cond in CONDITIONS:
-        cells = [
-            statistics.median(quantile(r[cond], q) for r in per_run) for q in (0.5, 0.95, 0.99)
-        ]
-        worst = statistics.median(max(r[cond]) for r in per_run)
-        print(f"{cond:15s} {cells[0]:6.2f} {cells[1]:6.2f} {cells[2]:6.2f} {worst:6.2f}")
-    p99 = statistics.median(quantile(r["Ready"], 0.99) for r in per_run)
-    print(f"\nSLO (P99 create to Ready <= 5 s, pull excluded): {'met' if p99 <= 5 else 'missed'}")
+        for qps in rates:
+            lat = run(core, nodes, args.pods, args.image, qps)
+            during = lat.pop("_during") or during  # type: ignore[assignment]
+            per_rate[qps].append(lat)
+            ready = lat["Ready"]
+            print(
+                f"run {r + 1}, {rate_name(qps)}: Ready {len(ready)}/{args.pods}, "
+                f"P50 {quantile(ready, 0.5):.2f} s, P99 {quantile(ready, 0.99):.2f} s, "
+                f"load {load()}"
+            )
+    for qps, per_run in per_rate.items():
+        print(f"\n{rate_name(qps)}: condition  P50 s  P95 s  P99 s  max s   (medians over runs)")
+        for cond in CONDITIONS:
+            cells = [
+                statistics.median(quantile(r[cond], q) for r in per_run) for q in (0.5, 0.95, 0.99)
+            ]
+            worst = statistics.median(max(r[cond]) for r in per_run)
+            print(f"{cond:20s} {cells[0]:6.2f} {cells[1]:6.2f} {cells[2]:6.2f} {worst:6.2f}")
+        p99 = statistics.median(quantile(r["Ready"], 0.99) for r in per_run)
+        verdict = "met" if p99 <= 5 else "missed"
+        print(f"SLO (P99 create to Ready <= 5 s, pull excluded): {verdict} (P99 {p99:.2f} s)")
     print("\nprocess               idle RSS MiB  with pods RSS MiB  CPU s during the runs")
     for name, (rss, cpu) in idle.items():
         busy = (during or {}).get(name, (float("nan"), cpu))
