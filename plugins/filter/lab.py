@@ -101,6 +101,11 @@ def nuclab_sim_real_preflight(real_nodes: Any, uid: int, meminfo: str, node_mib:
     return lab.real_node_problems(nodes, int(uid), str(meminfo), int(node_mib))
 
 
+def nuclab_sim_system_reserved(node_memory: Any, meminfo: str, eviction_mib: int) -> str | None:
+    """systemReserved memory that leaves a real node node_memory allocatable (None: all of it)."""
+    return lab.system_reserved_memory(str(node_memory), str(meminfo), int(eviction_mib))
+
+
 class FilterModule:
     """Lab inventory filters."""
 
@@ -113,4 +118,5 @@ class FilterModule:
             "nuclab_sim_real_nodes": nuclab_sim_real_nodes,
             "nuclab_sim_kubelet_certs": nuclab_sim_kubelet_certs,
             "nuclab_sim_real_preflight": nuclab_sim_real_preflight,
+            "nuclab_sim_system_reserved": nuclab_sim_system_reserved,
         }

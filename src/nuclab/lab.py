@@ -529,6 +529,20 @@ def kubelet_certs(nodes: Sequence[RealNode]) -> list[dict[str, Any]]:
     return certs
 
 
+def system_reserved_memory(node_memory: str, meminfo: str, eviction_mib: int) -> str | None:
+    """The kubelet's ``systemReserved.memory`` that makes a real node's allocatable memory the
+    inventory's ``node_memory``: the machine's memory (``MemTotal`` of /proc/meminfo, which is
+    the capacity the kubelet reports) less ``node_memory`` less the hard eviction threshold.
+    None when ``node_memory`` is not below that: the node then offers what the machine has."""
+    total_kib = 0
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            total_kib = int(line.split()[1])
+    want_kib = int(parse_quantity(str(node_memory)) // 1024)
+    reserved_kib = total_kib - want_kib - eviction_mib * 1024
+    return f"{reserved_kib}Ki" if reserved_kib > 0 else None
+
+
 def real_node_problems(
     nodes: Sequence[RealNode], uid: int, meminfo: str, node_mib: int
 ) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import time
 import urllib.request
@@ -56,6 +57,25 @@ def test_the_lab_has_real_and_kwok_nodes(core: Any) -> None:
     assert nodes["nuc-4"].metadata.labels["topology.kubernetes.io/zone"] == "zone-b"
     kwok = set(nodes) - REAL
     assert kwok and all(nodes[n].status.node_info.container_runtime_version == "kwok" for n in kwok)
+
+
+def test_real_nodes_offer_the_inventorys_memory_and_this_machines_cpu(core: Any) -> None:
+    # inventory/sim gives every node node_memory 16Gi (less than this machine's): a real node's
+    # kubelet reserves the rest, so the scheduler sees 16Gi, as on a kwok node. CPU cannot be
+    # raised to node_cpu: a real node offers the cores this machine has.
+    from kubernetes.utils.quantity import parse_quantity
+
+    total_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    assert total_kib * 1024 > parse_quantity("16Gi"), "this machine has less than node_memory"
+    for name in REAL:
+        node = core.read_node(name)
+        assert parse_quantity(node.status.allocatable["memory"]) == parse_quantity("16Gi"), name
+        assert parse_quantity(node.status.capacity["memory"]) == total_kib * 1024, name
+        assert parse_quantity(node.status.allocatable["cpu"]) == os.cpu_count(), name
 
 
 def test_a_peer_above_its_memory_limit_is_oomkilled_and_listed_so(

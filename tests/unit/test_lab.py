@@ -234,6 +234,15 @@ def test_real_node_preflight_names_each_host_for_root_and_memory() -> None:
     assert "1024 MiB" in short[1] and "512 MiB available" in short[1]
 
 
+def test_a_real_node_reserves_what_leaves_node_memory_allocatable() -> None:
+    meminfo = "MemTotal:       24576000 kB\nMemAvailable:   20000000 kB\n"
+    reserved = lab.system_reserved_memory("16Gi", meminfo, 100)
+    # capacity (MemTotal) - reserved - eviction threshold = node_memory, to the KiB
+    assert reserved == f"{24576000 - 16 * 1024 * 1024 - 100 * 1024}Ki"
+    # a node_memory the machine does not have: nothing reserved, the node offers all it has
+    assert lab.system_reserved_memory("64Gi", meminfo, 100) is None
+
+
 def test_a_host_that_turns_real_loses_its_kwok_node_and_keeps_its_kubelet_node() -> None:
     kwok_node = lab.sim_node(_real("nuc-2", "kwok"), "v1.35.4")
     registered = {"metadata": {"name": "nuc-4", "labels": {lab.SIM_LABEL: "true"}}}
