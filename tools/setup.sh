@@ -125,6 +125,22 @@ go_tools() {
       -ldflags="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$router" \
       "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$router"
   fi
+  # The Prometheus Operator, for the monitoring tests only: they run it against the simulated
+  # lab's API and a real Prometheus on the config it generates (a real lab gets it from the chart).
+  local operator
+  operator=$(version lab_prometheus_operator_version)
+  if [ ! -x "$tools/prometheus-operator-$operator/operator" ]; then
+    log "building the Prometheus Operator $operator (cmd/operator)"
+    grep -q "github.com/prometheus-operator/prometheus-operator $operator\$" "$repo/tools/prometheus-operator/go.mod" \
+      || die "tools/prometheus-operator/go.mod does not require prometheus-operator $operator (versions.yml says so)"
+    rm -rf "$tools/prometheus-operator-$operator.tmp" && mkdir -p "$tools/prometheus-operator-$operator.tmp"
+    (cd "$repo/tools/prometheus-operator" && CGO_ENABLED=0 go build -trimpath \
+      -ldflags="-s -w -X github.com/prometheus/common/version.Version=${operator#v}" \
+      -o "$tools/prometheus-operator-$operator.tmp/operator" \
+      github.com/prometheus-operator/prometheus-operator/cmd/operator)
+    rm -rf "$tools/prometheus-operator-$operator"
+    mv "$tools/prometheus-operator-$operator.tmp" "$tools/prometheus-operator-$operator"
+  fi
   if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
     log "building kwok $kwok"
     CGO_ENABLED=0 GOBIN="$tools/kwok-$kwok" go install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok"
@@ -143,6 +159,7 @@ go_tools() {
   ln -sfn "$edir/etcd" "$tools/bin/etcd"
   ln -sfn "$tools/kwok-$kwok/kwok" "$tools/bin/kwok"
   ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"
+  ln -sfn "$tools/prometheus-operator-$operator/operator" "$tools/bin/prometheus-operator"
 }
 
 extra_steps() {  # tools/setup.d/*.sh: steps of single capabilities (a Kafka broker, a base image, ...)

@@ -75,11 +75,16 @@ def test_pushgateway_keeps_pushed_labels(values: dict[str, Any]) -> None:
 def test_podmonitor_labels_targets_with_the_experiment(values: dict[str, Any]) -> None:
     pm = values["podmonitor-nuclab-experiments.yaml"]
     assert pm["kind"] == "PodMonitor"
-    endpoint = pm["spec"]["podMetricsEndpoints"][0]
-    assert {
-        "sourceLabels": ["__meta_kubernetes_pod_label_nuclab_io_experiment"],
-        "targetLabel": "experiment",
-    } in endpoint["relabelings"]
+    endpoints = pm["spec"]["podMetricsEndpoints"]
+    # the peer's port and the probe sidecar's, relabelled alike
+    assert [e["port"] for e in endpoints] == ["metrics", "probe-metrics"]
+    for endpoint in endpoints:
+        assert {
+            "sourceLabels": ["__meta_kubernetes_pod_label_nuclab_io_experiment"],
+            "targetLabel": "experiment",
+        } in endpoint["relabelings"]
+        assert endpoint["relabelings"] == endpoints[0]["relabelings"]
+        assert endpoint["metricRelabelings"] == endpoints[0]["metricRelabelings"]
 
 
 def test_loki_is_monolithic_on_the_filesystem(values: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The Prometheus Operator's PodMonitor CRD, for the experiment chart's tests (they validate the
-# rendered PodMonitor against its schema): taken from the operator's Go module (the Go module
+# rendered PodMonitor against its schema), and the CRDs the operator's Prometheus controller
+# watches (Prometheus, ServiceMonitor, Probe, PrometheusRule), for the monitoring test that runs
+# the operator on the simulated lab: taken from the operator's Go module (the Go module
 # proxy), cached under $NUCLAB_CACHE/crds/. A warm cache makes this a no-op.
 set -euo pipefail
 
@@ -12,14 +14,22 @@ die() { printf 'setup (podmonitor crd): %s\n' "$*" >&2; exit 1; }
 version=$(sed -nE 's/^lab_podmonitor_crd_version:[[:space:]]*"?([^"#[:space:]]+)"?.*/\1/p' "$repo/versions.yml")
 [ -n "$version" ] || die "versions.yml has no lab_podmonitor_crd_version"
 dest="$cache/crds/prometheus-operator-$version"
-crd=monitoring.coreos.com_podmonitors.yaml
-[ -s "$dest/$crd" ] && exit 0
+crds=""
+for kind in podmonitors prometheuses servicemonitors probes prometheusrules; do
+  crds+=" monitoring.coreos.com_$kind.yaml"
+done
+missing=0
+for crd in $crds; do [ -s "$dest/$crd" ] || missing=1; done
+[ "$missing" -eq 0 ] && exit 0
 
 command -v go >/dev/null || die "Go is needed to fetch the Prometheus Operator's module"
-printf '==> fetching the PodMonitor CRD of prometheus-operator %s (Go module)\n' "$version"
+printf '==> fetching the PodMonitor, Prometheus, ServiceMonitor, Probe and PrometheusRule CRDs of prometheus-operator %s (Go module)\n' "$version"
 dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus-operator/prometheus-operator@$version" \
   | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
-[ -n "$dir" ] && [ -s "$dir/example/prometheus-operator-crd/$crd" ] || die "no $crd in prometheus-operator $version"
+[ -n "$dir" ] || die "no module directory for prometheus-operator $version"
 mkdir -p "$dest"
-cp "$dir/example/prometheus-operator-crd/$crd" "$dest/$crd.tmp"
-mv "$dest/$crd.tmp" "$dest/$crd"
+for crd in $crds; do
+  [ -s "$dir/example/prometheus-operator-crd/$crd" ] || die "no $crd in prometheus-operator $version"
+  cp "$dir/example/prometheus-operator-crd/$crd" "$dest/$crd.tmp"
+  mv "$dest/$crd.tmp" "$dest/$crd"
+done
