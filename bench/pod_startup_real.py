@@ -12,7 +12,8 @@ excluded), then deletes the pods.
 Also prints the real nodes' kubelet, containerd and kube-proxy memory (RSS) and CPU time,
 before and while the pods run.
 
-    .venv/bin/python bench/pod_startup_real.py [--pods 50] [--runs 3] [--qps 0,5] [--image IMAGE]
+    .venv/bin/python bench/pod_startup_real.py [--pods 50] [--runs 3] [--qps 0,5] [--cpu 10m]
+        [--image IMAGE]
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def rate_name(qps: float) -> str:
     return "all at once" if qps <= 0 else f"{qps:g} pods/s"
 
 
-def pod(name: str, node: str, image: str) -> dict[str, Any]:
+def pod(name: str, node: str, image: str, cpu: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -80,14 +81,20 @@ def pod(name: str, node: str, image: str) -> dict[str, Any]:
                     "name": "c",
                     "image": image,
                     "imagePullPolicy": "Never",
-                    "resources": {"limits": {"cpu": "10m", "memory": "8Mi"}},
+                    # 50 pods fit on two cores whatever the limit: each requests 10m.
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "8Mi"},
+                        "limits": {"cpu": cpu, "memory": "8Mi"},
+                    },
                 }
             ],
         },
     }
 
 
-def run(core: Any, nodes: list[str], count: int, image: str, qps: float) -> dict[str, list[float]]:
+def run(
+    core: Any, nodes: list[str], count: int, image: str, *, qps: float, cpu: str
+) -> dict[str, list[float]]:
     created: dict[str, float] = {}
     seen: dict[str, dict[str, float]] = {}
     done = threading.Event()
@@ -114,7 +121,7 @@ def run(core: Any, nodes: list[str], count: int, image: str, qps: float) -> dict
         if qps > 0:  # the i-th create at i/qps s, as a client rate limiter paces them
             time.sleep(max(0.0, begin + i / qps - time.monotonic()))
         name = f"pod-{i}"
-        core.create_namespaced_pod(NAMESPACE, pod(name, nodes[i % len(nodes)], image))
+        core.create_namespaced_pod(NAMESPACE, pod(name, nodes[i % len(nodes)], image, cpu))
         created[name] = time.monotonic()
     during = None
     if done.wait(120):
@@ -137,6 +144,11 @@ def main() -> None:
     parser.add_argument(
         "--qps", default="0,5", help="creation rates to compare, pods/s (0: all at once)"
     )
+    parser.add_argument(
+        "--cpu",
+        default="10m",
+        help="each pod's CPU limit; runc's start of the sandbox and the container runs inside it",
+    )
     parser.add_argument("--image", default="localhost/nuclab/pause:3.10")
     args = parser.parse_args()
     rates = [float(q) for q in args.qps.split(",")]
@@ -148,13 +160,16 @@ def main() -> None:
         raise SystemExit("no real nodes: bring inventory/sim up first (make sim-up)")
     if not core.list_namespace(field_selector=f"metadata.name={NAMESPACE}").items:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
-    print(f"{args.pods} pods on {', '.join(nodes)}, {args.runs} runs, load {load()}")
+    print(
+        f"{args.pods} pods (CPU limit {args.cpu}) on {', '.join(nodes)}, {args.runs} runs, "
+        f"load {load()}"
+    )
     idle = processes()
     during: dict[str, tuple[float, float]] | None = None
     per_rate: dict[float, list[dict[str, list[float]]]] = {q: [] for q in rates}
     for r in range(args.runs):
         for qps in rates:
-            lat = run(core, nodes, args.pods, args.image, qps)
+            lat = run(core, nodes, args.pods, args.image, qps=qps, cpu=args.cpu)
             during = lat.pop("_during") or during  # type: ignore[assignment]
             per_rate[qps].append(lat)
             ready = lat["Ready"]
