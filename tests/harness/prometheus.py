@@ -33,12 +33,19 @@ class Server:
     """A child process listening on 127.0.0.1:<port>; ``stop`` ends it."""
 
     def __init__(
-        self, args: list[str], port: int, ready_path: str, log: Path, ready_timeout: float = 30
+        self,
+        args: list[str],
+        port: int,
+        ready_path: str,
+        log: Path,
+        ready_timeout: float = 30,
+        *,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._wait(ready_path, ready_timeout)
 
     def _wait(self, path: str, timeout: float = 30) -> None:

@@ -43,17 +43,17 @@ import yaml
 from kubernetes import client, config
 
 from nuclab.net import free_port
-from tests.conftest import REPO, TOOLS_BIN, tool
-from tests.harness.prometheus import Server, binary
+from tests.conftest import TOOLS_BIN, tool
+from tests.harness.kafka import pinned_version
+from tests.harness.prometheus import Prometheus, Server
 from tests.integration.conftest import run_playbook
 from tests.integration.realnodes import REAL, nuclab, wait_for
 from tests.integration.realnodes import pods as peer_pods
 
-VERSIONS = yaml.safe_load((REPO / "versions.yml").read_text())
 CRDS = (
     TOOLS_BIN.parent.parent
     / "crds"
-    / f"prometheus-operator-{VERSIONS['lab_podmonitor_crd_version']}"
+    / f"prometheus-operator-{pinned_version('lab_podmonitor_crd_version')}"
 )
 # The operator's Prometheus controller waits for all four kinds it reads, and the Prometheus kind.
 KINDS = ("podmonitors", "prometheuses", "servicemonitors", "probes", "prometheusrules")
@@ -75,16 +75,6 @@ def _kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.Com
     if check and proc.returncode != 0:
         pytest.fail(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
     return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _cleanup(kubeconfig: Path) -> None:
@@ -183,7 +173,7 @@ class _PodDiscovery:
         self.server.server_close()
 
 
-def _as_run_here(generated: str, discovery_url: str) -> str:
+def _as_run_here(generated: str, discovery_url: str) -> dict[str, Any]:
     """The operator's configuration as its Prometheus pod would run it (see the module's doc)."""
     cfg = yaml.safe_load(
         generated.replace("$(SHARD)", "0").replace("$(POD_NAME)", f"prometheus-{NAME}-0")
@@ -196,14 +186,14 @@ def _as_run_here(generated: str, discovery_url: str) -> str:
             for sd in sds
             for ns in sd["namespaces"]["names"]
         ]
-    return yaml.safe_dump(cfg, sort_keys=False)
+    return cfg
 
 
-def _generated_config(kubeconfig: Path, operator: subprocess.Popen[bytes], log: Path) -> str:
+def _generated_config(kubeconfig: Path, operator: Server, log: Path) -> str:
     core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
 
     def generated() -> str | None:
-        assert operator.poll() is None, f"the operator exited: {log.read_text()[-3000:]}"
+        assert operator.proc.poll() is None, f"the operator exited: {log.read_text()[-3000:]}"
         try:
             secret = core.read_namespaced_secret(f"prometheus-{NAME}", MONITORING)
         except client.ApiException:
@@ -229,19 +219,20 @@ def prometheus(sim_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         _kubectl(kubeconfig, "-n", MONITORING, "get", "podmonitor", "nuclab-experiments")
 
         operator_log = tmp / "operator.log"
-        with operator_log.open("wb") as out:
-            operator = subprocess.Popen(
-                [
-                    tool("prometheus-operator"),
-                    f"--namespaces={MONITORING}",
-                    f"--web.listen-address=127.0.0.1:{free_port()}",
-                    "--log-level=debug",
-                ],
-                env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        stoppers.append(lambda: _stop(operator))
+        port = free_port()
+        operator = Server(
+            [
+                tool("prometheus-operator"),
+                f"--namespaces={MONITORING}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log-level=debug",
+            ],
+            port,
+            "/healthz",
+            operator_log,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )
+        stoppers.append(operator.stop)
 
         proc = nuclab(
             "create", "--name", EXPERIMENT, "--peers", str(PEERS), "--msg-rate", "500",
@@ -268,33 +259,14 @@ def prometheus(sim_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
         discovery = _PodDiscovery(kubeconfig)
         stoppers.append(discovery.stop)
-        (tmp / "prometheus.yaml").write_text(_as_run_here(generated, discovery.url))
-        port = free_port()
-        args = [
-            binary("prometheus"),
-            f"--config.file={tmp / 'prometheus.yaml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-        prom = _Prometheus(args, port, tmp / "prometheus.log")
+        cfg = _as_run_here(generated, discovery.url)
+        prom = Prometheus(tmp / "prometheus", cfg, self_scrape=False)
         stoppers.append(prom.stop)
         yield prom
     finally:
         for stop in reversed(stoppers):
             stop()
         _cleanup(kubeconfig)
-
-
-class _Prometheus(Server):
-    """A Prometheus on a configuration file of the test's, with an instant query."""
-
-    def __init__(self, args: list[str], port: int, log: Path) -> None:
-        super().__init__(args, port, "/-/ready", log)
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return list(json.load(resp)["data"]["result"])
 
 
 def test_prometheus_gets_the_probes_rtt_histograms_and_the_peers_counters(
