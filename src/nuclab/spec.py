@@ -248,7 +248,8 @@ LOADGEN_TABLE: tuple[Field, ...] = (
     Field("topic", "string", "kafka.topic", "frames", "the Kafka topic",
           "a Kafka topic name (kafka mode)"),
     Field("url", "string", "http.url", "",
-          "URL of the requests; empty = the experiment's headless Service on the first port",
+          "URL of the requests; empty = the headless Service's port named http, else the "
+          "default peer's /echo on the metrics port",
           "an `http://` or `https://` URL (http mode)"),
     Field("arrivals", "choice", "http.arrivals", "constant",
           "constant or poisson inter-arrival times", "http mode", choices=LOADGEN_ARRIVALS),

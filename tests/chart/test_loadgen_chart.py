@@ -129,12 +129,29 @@ def test_kafka_mode_with_brokers_and_a_schedule(render: Render) -> None:
     ]  # fmt: skip
 
 
-def test_http_mode_targets_the_experiment_by_default(render: Render) -> None:
+def test_http_mode_targets_the_default_peers_echo_by_default(render: Render) -> None:
+    # The first port (7000) speaks gossip, not HTTP: the default peer answers on /echo.
     assert _command(render(CASES["http-peers"])) == [
         "nuclab", "loadgen", "http",
-        "--url", f"http://{HEADLESS}:7000/", "--arrivals", "constant",
+        "--url", f"http://{HEADLESS}:9464/echo", "--arrivals", "constant",
+        "--wait-for-target", "5m",
         "--rate", "250.5", "--duration", "90s", "--experiment", "purple",
     ]  # fmt: skip
+
+
+def test_http_mode_targets_a_port_named_http_of_a_workload_of_ones_own(render: Render) -> None:
+    values = {**CASES["http-peers"], "ports": [
+        {"name": "peer", "port": 7000, "protocol": "TCP"},
+        {"name": "http", "port": 8080, "protocol": "TCP"},
+    ]}  # fmt: skip
+    command = _command(render(values))
+    assert command[command.index("--url") + 1] == f"http://{HEADLESS}:8080/"
+
+
+def test_http_mode_without_an_http_port_or_metrics_is_refused(reject: Callable[..., str]) -> None:
+    values = {**CASES["http-peers"], "metrics": {"enabled": False}}
+    message = reject(values)
+    assert "loadgen.http.url is empty and the peers serve no HTTP" in message
 
 
 def test_http_mode_with_a_url_and_extra_args(render: Render) -> None:

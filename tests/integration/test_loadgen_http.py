@@ -144,3 +144,32 @@ def test_server_errors_are_counted_and_reported(server: str, tmp_path: Path) -> 
     assert res["errors"] == 50
     assert res["extra"]["statuses"] == {"500": 50}
     assert "50 errors" in proc.stdout
+
+
+def test_wait_for_target_keeps_trying_until_the_server_listens(tmp_path: Path) -> None:
+    """A Job starts beside its peers: with --wait-for-target the first connection is tried again
+    until the server listens; without it, a refused connection ends the run before any load."""
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    refused = run("--url", url, "--rate", "10", "--duration", "1s")
+    assert refused.returncode != 0
+    assert f"cannot connect to {url} within 10s" in refused.stderr, refused.stderr
+
+    results = tmp_path / "r.json"
+    waiting = subprocess.Popen(
+        [*NUCLAB, "--url", url, "--rate", "10", "--duration", "1s", "--results", str(results),
+         "--wait-for-target", "30s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)  # the load generator is trying; the server is not there yet
+    assert waiting.poll() is None, waiting.communicate()
+    server = subprocess.Popen([sys.executable, str(script), str(port)])
+    try:
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert waiting.returncode == 0, err
+    assert json.loads(results.read_text())["completed"] == 10, out

@@ -103,6 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open requests at most; a due request past this is dropped (error)",
     )
     http.add_argument("--trace", metavar="CSV", help="write one row per request here")
+    http.add_argument(
+        "--wait-for-target",
+        metavar="DURATION",
+        help="keep trying the first connection this long (e.g. 2m; default: one try)",
+    )
     _common_args(http)
     http.set_defaults(func=_http)
 
@@ -300,12 +305,16 @@ def _http(args: argparse.Namespace) -> int:
     trace = Path(args.trace) if args.trace else None
     if trace is not None and not trace.parent.exists():
         raise ValidationError("--trace", args.trace, "a file in an existing directory")
+    wait = 0.0
+    if args.wait_for_target is not None:
+        wait = parse_duration("--wait-for-target", args.wait_for_target)
     cfg = HttpConfig(
         url=args.url,
         schedule=schedule,
         arrivals=args.arrivals,
         method=args.method.upper(),
         timeout=common.timeout,
+        wait_for_target=wait,
         tolerance=common.tolerance,
         max_in_flight=args.max_in_flight,
         seed=args.seed,

@@ -47,6 +47,7 @@ class HttpConfig:
     arrivals: str = "constant"
     method: str = "GET"
     timeout: float = 10.0
+    wait_for_target: float = 0.0  # seconds to keep trying the first connection (0: one try)
     tolerance: float = 0.02
     max_in_flight: int = 10_000
     seed: int | None = None
@@ -76,14 +77,23 @@ def arrival_times(schedule: Schedule, arrivals: str, seed: int | None) -> Iterat
         amount += 1.0 if arrivals == "constant" else rng.expovariate(1.0)
 
 
-async def _preflight(host: str, port: int, url: str, timeout: float) -> None:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        raise NuclabError(
-            f"--url: cannot connect to {url} within {timeout:g}s ({reason})"
-        ) from None
+async def _preflight(host: str, port: int, url: str, timeout: float, wait: float = 0.0) -> None:
+    """Connect once before any load; with ``wait``, try again each second until then (a Job
+    that starts beside its target: the name resolves, then the port listens)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            break
+        except (OSError, TimeoutError) as exc:
+            if time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
+                continue
+            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            within = f"{timeout:g}s" if not wait else f"{wait:g}s of tries"
+            raise NuclabError(
+                f"--url: cannot connect to {url} within {within} ({reason})"
+            ) from None
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
@@ -200,7 +210,7 @@ class _HttpRun:
 async def _run(cfg: HttpConfig, progress: Progress) -> RunResult:
     host, port = check_url(cfg.url)
     times = arrival_times(cfg.schedule, cfg.arrivals, cfg.seed)
-    await _preflight(host, port, cfg.url, cfg.timeout)
+    await _preflight(host, port, cfg.url, cfg.timeout, cfg.wait_for_target)
     run = _HttpRun(cfg, progress)
     await run.send_all(times)
     if cfg.trace is not None:

@@ -1,13 +1,19 @@
 package peer
 
 import (
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Handler serves /metrics (and any other path, as the Python peer did), /healthz and /readyz.
+// EchoLimit bounds the body /echo reads and answers with.
+const EchoLimit = 64 << 10
+
+// Handler serves /metrics (and any other path, as the Python peer did), /healthz, /readyz and
+// /echo: the HTTP load generator's default target (`nuclab loadgen http`), which answers a
+// request with its body (up to EchoLimit; 413 beyond) and counts it.
 // Compression is off: a gzip writer costs more memory than the few KiB of series it would save.
 func Handler(m *Metrics, h *Health) http.Handler {
 	mux := http.NewServeMux()
@@ -26,6 +32,16 @@ func Handler(m *Metrics, h *Health) http.Handler {
 	}
 	mux.Handle("/healthz", check(h.Live))
 	mux.Handle("/readyz", check(h.Ready))
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, EchoLimit+1))
+		if err != nil || len(body) > EchoLimit {
+			http.Error(w, "request body over 64 KiB or unreadable", http.StatusRequestEntityTooLarge)
+			return
+		}
+		m.Requests.Inc()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(body)
+	})
 	return mux
 }
 

@@ -15,6 +15,7 @@ type Metrics struct {
 	BytesSent, BytesReceived  prometheus.Counter
 	Latency                   prometheus.Histogram
 	Connections               prometheus.Gauge
+	Requests                  prometheus.Counter
 }
 
 // NewMetrics registers the peer's series.
@@ -33,6 +34,7 @@ func NewMetrics(experiment, name string) *Metrics {
 		Duplicate:     counter("nuclab_peer_messages_duplicate_total", "Messages received again (gossip)."),
 		BytesSent:     counter("nuclab_peer_bytes_sent_total", "Gossip bytes written (published+relayed)."),
 		BytesReceived: counter("nuclab_peer_bytes_received_total", "Gossip bytes read."),
+		Requests:      counter("nuclab_peer_http_requests_total", "Requests answered on /echo (a load generator's)."),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:        "nuclab_peer_delivery_latency_seconds",
 			Help:        "Time from a message's publication to its first arrival at this peer.",
