@@ -14,7 +14,8 @@ import yaml
 from tests.integration.conftest import SIM_INVENTORY
 
 NAMESPACE = "nuclab"
-REAL = {"nuc-2", "nuc-4"}  # inventory/sim's real nodes (sim_node_kind: real)
+REAL = {"nuc-2", "nuc-4"}  # inventory/sim's real workers (sim_node_kind: real)
+REAL_CLIENT = "nuc-1"  # and its real client node, where load generator Jobs run
 NUCLAB = str(Path(sys.executable).parent / "nuclab")
 
 

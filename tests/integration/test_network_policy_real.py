@@ -2,10 +2,8 @@
 process of each real node, as a K3s agent embeds it): experiment `np-blue` cannot reach
 `np-purple` over TCP or UDP, nor can a pod that no policy selects; `np-purple`'s peers reach
 each other by their stable names (DNS); the host (Prometheus, the API server's proxy) reaches
-them; a pod of blue's loadgen policy reaches blue and nothing of purple.
-
-The loadgen Job itself is placed on `client` nodes, which are all kwok in inventory/sim; its
-policy is checked on a pod with the policy's own selector labels, on a real node."""
+them; a pod of blue's loadgen policy reaches blue and nothing of purple; blue's real loadgen Job,
+on the real client node nuc-1, cannot connect to purple's peers."""
 
 from __future__ import annotations
 
@@ -24,6 +22,7 @@ from kubernetes.client.rest import ApiException
 from tests.integration.realnodes import (
     NAMESPACE,
     REAL,
+    REAL_CLIENT,
     create,
     nuclab,
     on_real_nodes,
@@ -121,7 +120,11 @@ def lab(core_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     purple = _running(core, PURPLE, 2)
     # Blue's peers probe purple's pod IPs; blue has a loadgen (and so its loadgen policy).
     targets = [f"purple{i}={p.status.pod_ip}" for i, p in enumerate(purple)]
-    loadgen = {"enabled": True, "mode": "http", "duration": 3600, "pushgateway": ""}
+    # Blue's loadgen Job aims at one of purple's peers (its preflight connect is the check).
+    loadgen = {
+        "enabled": True, "mode": "http", "url": f"http://{targets[0].split('=')[1]}:{TCP_PORT}/",
+        "rate": 1, "duration": 5, "pushgateway": "", "args": ["--wait-for-target", "15s"],
+    }  # fmt: skip
     _create(tmp, _spec(BLUE, ["serve", *targets], loadgen=loadgen))
     blue = _running(core, BLUE, 2)
     yield {"core": core, "purple": purple, "blue": blue, "targets": targets}
@@ -155,6 +158,24 @@ def test_blue_cannot_reach_purple_over_tcp_or_udp(lab: dict[str, Any]) -> None:
     _settle(core, pod, blocked)
     time.sleep(6)  # and it stays so: later rounds say the same
     _settle(core, pod, blocked, timeout=5)
+
+
+def test_blues_real_loadgen_job_on_the_client_node_cannot_connect_to_purple(
+    lab: dict[str, Any],
+) -> None:
+    core = lab["core"]
+    selector = f"nuclab.io/experiment={BLUE},app.kubernetes.io/component=loadgen"
+
+    def finished() -> Any:
+        found = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        return found[0] if found and found[0].status.phase in ("Succeeded", "Failed") else None
+
+    pod = wait_for(finished, 120, "blue's loadgen Job to end")
+    assert pod.spec.node_name == REAL_CLIENT
+    log = core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE)
+    url = f"http://{lab['purple'][0].status.pod_ip}:{TCP_PORT}/"
+    assert pod.status.phase == "Failed", log
+    assert f"cannot connect to {url} within 15s of tries" in log, log
 
 
 def _probe_pod(core: Any, name: str, labels: dict[str, str], image: str, targets: list[str]) -> str:

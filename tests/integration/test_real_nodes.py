@@ -1,10 +1,11 @@
 """Experiments on the simulated lab's real nodes: pods that really run, with their limits enforced.
 
-inventory/sim makes nuc-2 (zone-a) and nuc-4 (zone-b) real nodes: a kubelet with containerd,
-runc and the CNI plugins each, in a network namespace of this machine. Everything here is read
-from the real parts: the kubelet's pod status, the cgroup's own accounting, bytes that crossed
-the bandwidth plugin's shaping, names the cluster DNS resolved. No netem here (this kernel has
-none), so latency, jitter and loss are not tested on these nodes.
+inventory/sim makes the workers nuc-2 (zone-a) and nuc-4 (zone-b) real nodes (and the client
+nuc-1, where tests/integration/test_loadgen_experiment.py runs a load generator): a kubelet with
+containerd, runc and the CNI plugins each, in a network namespace of this machine. Everything here
+is read from the real parts: the kubelet's pod status, the cgroup's own accounting, bytes that
+crossed the bandwidth plugin's shaping, names the cluster DNS resolved. No netem here (this kernel
+has none), so latency, jitter and loss are not tested on these nodes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from tests.integration.realnodes import (
     NAMESPACE,
     REAL,
+    REAL_CLIENT,
     create,
     nuclab,
     on_real_nodes,
@@ -45,17 +47,18 @@ def test_the_lab_has_real_and_kwok_nodes(core: Any) -> None:
     real = {
         name for name, n in nodes.items() if n.metadata.labels.get("nuclab.io/node-kind") == "real"
     }
-    assert real == REAL
-    for name in REAL:
+    assert real == REAL | {REAL_CLIENT}
+    for name in real:
         node = nodes[name]
         assert node.status.node_info.container_runtime_version.startswith("containerd://2.")
         ready = {c.type: c.status for c in node.status.conditions}["Ready"]
         assert ready == "True", name
         # the inventory's labels reached the real nodes too
-        assert node.metadata.labels["nuclab.io/role"] == "worker"
+        role = "client" if name == REAL_CLIENT else "worker"
+        assert node.metadata.labels["nuclab.io/role"] == role, name
     assert nodes["nuc-2"].metadata.labels["topology.kubernetes.io/zone"] == "zone-a"
     assert nodes["nuc-4"].metadata.labels["topology.kubernetes.io/zone"] == "zone-b"
-    kwok = set(nodes) - REAL
+    kwok = set(nodes) - real
     assert kwok and all(nodes[n].status.node_info.container_runtime_version == "kwok" for n in kwok)
 
 
