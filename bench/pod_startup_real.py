@@ -7,7 +7,8 @@ records for each the time from its creation (the API's answer to the create) to 
 kube-burner reports: PodScheduled, Initialized, ContainersReady, Ready, from the watch events as
 they arrive (the conditions' own timestamps have one-second resolution). Prints P50/P95/P99 and
 max of each per rate, against the Kubernetes SLO (P99 of create to Ready at most 5 s, image pull
-excluded), then deletes the pods.
+excluded), then deletes the pods and, before the next run, waits until the real nodes' containerd
+hold none of their containers (a run does not start beside the last one's teardown).
 
 Also prints the real nodes' kubelet, containerd and kube-proxy memory (RSS) and CPU time,
 before and while the pods run.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -28,9 +30,12 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from nuclab.paths import cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
 KUBECONFIG = REPO / "inventory/sim/artifacts/kubeconfig"
 RUN_DIR = REPO / "inventory/sim/.state/run"
+NODES_DIR = REPO / "inventory/sim/.state/nodes"
 NAMESPACE = "nuclab-bench"
 CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 
@@ -59,6 +64,20 @@ def processes() -> dict[str, tuple[float, float]]:
         rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
         found[pidfile.stem] = (rss / 1024, (int(stat[11]) + int(stat[12])) / tick)
     return found
+
+
+def sandboxes_left() -> int:
+    """Containers (pod sandboxes and theirs) the real nodes' containerd still hold (ctr, the
+    CRI's namespace k8s.io)."""
+    ctr = str(cache_dir() / "tools" / "bin" / "ctr")
+    left = 0
+    for sock in NODES_DIR.glob("*/containerd.sock"):
+        listed = subprocess.run(
+            [ctr, "-a", str(sock), "-n", "k8s.io", "containers", "ls", "-q"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        left += len(listed.stdout.split())
+    return left
 
 
 def rate_name(qps: float) -> str:
@@ -93,7 +112,7 @@ def pod(name: str, node: str, image: str, cpu: str) -> dict[str, Any]:
 
 
 def run(
-    core: Any, nodes: list[str], count: int, image: str, *, qps: float, cpu: str
+    core: Any, nodes: list[str], count: int, image: str, *, qps: float, cpu: str, baseline: int
 ) -> dict[str, list[float]]:
     created: dict[str, float] = {}
     seen: dict[str, dict[str, float]] = {}
@@ -133,6 +152,9 @@ def run(
     core.delete_collection_namespaced_pod(NAMESPACE, label_selector="app=pod-startup")
     while core.list_namespaced_pod(NAMESPACE).items:
         time.sleep(1)
+    deadline = time.monotonic() + 300
+    while sandboxes_left() > baseline and time.monotonic() < deadline:
+        time.sleep(1)
     latencies["_during"] = during  # type: ignore[assignment]
     return latencies
 
@@ -165,11 +187,12 @@ def main() -> None:
         f"load {load()}"
     )
     idle = processes()
+    baseline = sandboxes_left()  # other pods' (none on an idle lab)
     during: dict[str, tuple[float, float]] | None = None
     per_rate: dict[float, list[dict[str, list[float]]]] = {q: [] for q in rates}
     for r in range(args.runs):
         for qps in rates:
-            lat = run(core, nodes, args.pods, args.image, qps=qps, cpu=args.cpu)
+            lat = run(core, nodes, args.pods, args.image, qps=qps, cpu=args.cpu, baseline=baseline)
             during = lat.pop("_during") or during  # type: ignore[assignment]
             per_rate[qps].append(lat)
             ready = lat["Ready"]
