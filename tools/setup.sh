@@ -57,6 +57,23 @@ python_venv() {
   printf '%s' "$want" > "$stamp"
 }
 
+# build_wrapped WRAPPER MODULE VERSION DEST LDFLAGS PKG...: the packages PKG (paths inside MODULE)
+# built from the wrapper module tools/WRAPPER, whose go.mod requires MODULE at VERSION (for
+# modules that `go install module@version` refuses: exclude or replace directives of their own),
+# into DEST, which appears only once the build has succeeded.
+build_wrapped() {
+  local wrapper=$1 module=$2 version=$3 dest=$4 ldflags=$5 pkg
+  shift 5
+  grep -q "$module $version\$" "$repo/tools/$wrapper/go.mod" \
+    || die "tools/$wrapper/go.mod does not require $module $version (versions.yml says so)"
+  local pkgs=()
+  for pkg in "$@"; do pkgs+=("$module/$pkg"); done
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  (cd "$repo/tools/$wrapper" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" \
+    -o "$dest.tmp/" "${pkgs[@]}")
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+}
+
 go_tools() {
   command -v go >/dev/null || die "Go is needed to build the simulated lab's tools (go not on PATH)"
   local kube etcd kwok helm
@@ -104,15 +121,9 @@ go_tools() {
   if [ ! -x "$tools/containerd-$containerd/containerd-shim-runc-v2" ]; then
     log "building containerd $containerd (containerd, its runc shim, ctr)"
     # Without cgo the btrfs snapshotter is left out (overlayfs is what the real nodes use).
-    grep -q "github.com/containerd/containerd/v2 $containerd\$" "$repo/tools/containerd/go.mod" \
-      || die "tools/containerd/go.mod does not require containerd $containerd (versions.yml says so)"
-    rm -rf "$tools/containerd-$containerd.tmp" && mkdir -p "$tools/containerd-$containerd.tmp"
-    (cd "$repo/tools/containerd" && CGO_ENABLED=0 go build -trimpath \
-      -ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$containerd" \
-      -o "$tools/containerd-$containerd.tmp/" github.com/containerd/containerd/v2/cmd/containerd \
-      github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
-      github.com/containerd/containerd/v2/cmd/ctr)
-    rm -rf "$tools/containerd-$containerd" && mv "$tools/containerd-$containerd.tmp" "$tools/containerd-$containerd"
+    build_wrapped containerd github.com/containerd/containerd/v2 "$containerd" "$tools/containerd-$containerd" \
+      "-X github.com/containerd/containerd/v2/version.Version=$containerd" \
+      cmd/containerd cmd/containerd-shim-runc-v2 cmd/ctr
   fi
   if [ ! -x "$tools/coredns-$coredns/coredns" ]; then
     log "building CoreDNS $coredns"
@@ -131,15 +142,9 @@ go_tools() {
   operator=$(version lab_prometheus_operator_version)
   if [ ! -x "$tools/prometheus-operator-$operator/operator" ]; then
     log "building the Prometheus Operator $operator (cmd/operator)"
-    grep -q "github.com/prometheus-operator/prometheus-operator $operator\$" "$repo/tools/prometheus-operator/go.mod" \
-      || die "tools/prometheus-operator/go.mod does not require prometheus-operator $operator (versions.yml says so)"
-    rm -rf "$tools/prometheus-operator-$operator.tmp" && mkdir -p "$tools/prometheus-operator-$operator.tmp"
-    (cd "$repo/tools/prometheus-operator" && CGO_ENABLED=0 go build -trimpath \
-      -ldflags="-s -w -X github.com/prometheus/common/version.Version=${operator#v}" \
-      -o "$tools/prometheus-operator-$operator.tmp/operator" \
-      github.com/prometheus-operator/prometheus-operator/cmd/operator)
-    rm -rf "$tools/prometheus-operator-$operator"
-    mv "$tools/prometheus-operator-$operator.tmp" "$tools/prometheus-operator-$operator"
+    build_wrapped prometheus-operator github.com/prometheus-operator/prometheus-operator "$operator" \
+      "$tools/prometheus-operator-$operator" "-X github.com/prometheus/common/version.Version=${operator#v}" \
+      cmd/operator
   fi
   if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
     log "building kwok $kwok"

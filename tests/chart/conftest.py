@@ -20,7 +20,7 @@ KUBE_VERSION = VERSIONS["lab_kubernetes_version"].lstrip("v")
 PODMONITOR_CRD = (
     TOOLS_BIN.parent.parent
     / "crds"
-    / f"prometheus-operator-{VERSIONS['lab_podmonitor_crd_version']}"
+    / f"prometheus-operator-{VERSIONS['lab_prometheus_operator_version']}"
     / "monitoring.coreos.com_podmonitors.yaml"
 )
 

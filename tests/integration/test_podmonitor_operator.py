@@ -18,7 +18,7 @@ Two changes to the generated configuration, both outside what the PodMonitor dec
 
 The sim lab has no Prometheus Operator CRDs (the chart is not installed here): the test applies
 the PodMonitor, Prometheus, ServiceMonitor, Probe and PrometheusRule CRDs of
-lab_podmonitor_crd_version and deletes them after, so the other tests see the lab as site.yml
+lab_prometheus_operator_version and deletes them after, so the other tests see the lab as site.yml
 leaves it (the PrometheusRule site.yml then applies goes with its CRD; the rules ConfigMap stays).
 """
 
@@ -53,7 +53,7 @@ from tests.integration.realnodes import pods as peer_pods
 CRDS = (
     TOOLS_BIN.parent.parent
     / "crds"
-    / f"prometheus-operator-{pinned_version('lab_podmonitor_crd_version')}"
+    / f"prometheus-operator-{pinned_version('lab_prometheus_operator_version')}"
 )
 # The operator's Prometheus controller waits for all four kinds it reads, and the Prometheus kind.
 KINDS = ("podmonitors", "prometheuses", "servicemonitors", "probes", "prometheusrules")

@@ -11,8 +11,8 @@ cache=${NUCLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nuclab}
 
 die() { printf 'setup (podmonitor crd): %s\n' "$*" >&2; exit 1; }
 
-version=$(sed -nE 's/^lab_podmonitor_crd_version:[[:space:]]*"?([^"#[:space:]]+)"?.*/\1/p' "$repo/versions.yml")
-[ -n "$version" ] || die "versions.yml has no lab_podmonitor_crd_version"
+version=$(sed -nE 's/^lab_prometheus_operator_version:[[:space:]]*"?([^"#[:space:]]+)"?.*/\1/p' "$repo/versions.yml")
+[ -n "$version" ] || die "versions.yml has no lab_prometheus_operator_version"
 dest="$cache/crds/prometheus-operator-$version"
 crds=""
 for kind in podmonitors prometheuses servicemonitors probes prometheusrules; do
