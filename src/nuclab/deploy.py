@@ -1,10 +1,11 @@
 """``nuclab create`` and ``nuclab scale`` without Ansible: what the experiment role does, directly.
 
 The role (``roles/experiment``, run by ``experiment.yml``) stays the one documented way for
-experiments as code; this is the CLI's short path to the identical release, for labs whose
-settings it can read without Ansible (plain YAML in the inventory's ``group_vars/all`` and
-``host_vars/localhost``, a local chart, a kubeconfig with certificates or a token). Step by
-step, as ``roles/experiment/tasks/present.yml``:
+experiments as code; this is the CLI's short path to the identical release. It reads the role's
+settings as a play would get them, through Ansible's own inventory and variable managers, and
+takes the short path when they need nothing but the inventory (no vault, no template on a
+role's defaults or facts), the chart is local and the kubeconfig has certificates or a token.
+Step by step, as ``roles/experiment/tasks/present.yml``:
 
 1. read the release (helm's own record of it, a Secret) -> exists, values, chart;
 2. check the spec and compute the chart values with ``nuclab.spec`` and
@@ -21,8 +22,11 @@ Tests render both paths' releases and compare them (tests/integration/test_exper
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
+import io
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -46,7 +50,7 @@ NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/enforce": "privileged",
     "pod-security.kubernetes.io/audit": "restricted",
 }
-# The role's variables this path reads; a templated value in the inventory means Ansible.
+# The role's variables this path reads (templated by Ansible, from the inventory alone).
 SETTINGS = (
     "experiment_namespace",
     "experiment_defaults",
@@ -56,7 +60,7 @@ SETTINGS = (
     "experiment_helm_binary",
     "experiment_wait_timeout",
 )
-VAR_SUFFIXES = ("", ".yml", ".yaml", ".json")
+VAR_SUFFIXES = (".yml", ".yaml", ".json")
 
 
 @dataclass(frozen=True)
@@ -80,30 +84,6 @@ class Release:
     chart: str  # name-version, as `helm list` prints it
     app_version: str
     status: str
-
-
-def _templated(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_templated(k) or _templated(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_templated(v) for v in value)
-    return False
-
-
-def _var_files(base: Path) -> list[Path]:
-    """``base`` as Ansible reads a vars source: a file with or without suffix, or a folder."""
-    found = []
-    for suffix in VAR_SUFFIXES:
-        path = base.with_name(base.name + suffix)
-        if path.is_file():
-            found.append(path)
-        elif suffix == "" and path.is_dir():
-            found += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix in VAR_SUFFIXES[1:]
-            )
-    return found
 
 
 # Seconds to wait for peers: the inventory's experiment_wait_timeout or the CLI's --timeout.
@@ -151,30 +131,108 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(f"{problem}{where}".split())
 
 
-def inventory_vars(inventory: Path) -> dict[str, Any] | None:
-    """The variables ``localhost`` gets from an inventory (a YAML file or a folder of them):
-    the files' ``all.vars``, then ``group_vars/all``, then ``host_vars/localhost``. None when
-    the inventory is something only Ansible reads (INI, a script, a plugin's config)."""
-    sources = sorted(inventory.iterdir()) if inventory.is_dir() else [inventory]
-    root = inventory if inventory.is_dir() else inventory.parent
-    merged: dict[str, Any] = {}
-    for source in sources:
-        if source.is_dir() or source.name.startswith("."):
+# Ansible's settings for reading an inventory outside a play: a source no plugin can parse is
+# an error (not an empty lab), and no warnings on stderr (our own message says what is wrong).
+ANSIBLE_ENV = {
+    "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
+    "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+    "ANSIBLE_LOCALHOST_WARNING": "False",
+}
+
+
+_ANSIBLE_READY: list[bool] = []
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's tagged values as plain Python data (what a YAML file would have given)."""
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def inventory_vars(
+    inventory: Path, keys: tuple[str, ...] = SETTINGS, repo: Path | None = None
+) -> dict[str, Any] | None:
+    """The variables ``keys`` as the lab's controller (host ``localhost``) gets them in a play
+    of this inventory, read and templated by Ansible itself: every source it reads (YAML, INI,
+    scripts, inventory plugins), every group localhost is in, group_vars, host_vars and vars
+    plugins. None when only a playbook can work them out: a vault, or a template that needs
+    more than the inventory (a role's defaults, facts)."""
+    wanted = dict(ANSIBLE_ENV)
+    if repo is not None and (repo / "ansible.cfg").is_file():
+        # the playbooks' own settings (which plugins read inventories, what beside an
+        # inventory is not one: artifacts/, .state/), wherever the CLI runs from
+        wanted["ANSIBLE_CONFIG"] = str(repo / "ansible.cfg")
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update({key: value for key, value in wanted.items() if saved[key] is None})
+    try:
+        return _ansible_vars(inventory, keys)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def _ansible_vars(inventory: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    from ansible.errors import AnsibleError, AnsibleTemplateError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.vault import AnsibleVaultError
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    if not _ANSIBLE_READY:  # once per process (a second time only warns)
+        init_plugin_loader()
+        _ANSIBLE_READY.append(True)
+    loader = DataLoader()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            hosts = InventoryManager(loader=loader, sources=[str(inventory)])
+            found = VariableManager(loader=loader, inventory=hosts).get_vars(
+                host=hosts.get_host("localhost"), include_hostvars=False
+            )
+    except AnsibleVaultError:
+        return None
+    except AnsibleError as exc:
+        _name_the_broken_file(inventory)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NuclabError(
+            f"inventory {inventory}: Ansible cannot read it: {first}; fix it (nothing was done)"
+        ) from None
+    templar = Templar(loader=loader, variables=found)
+    given = {}
+    for key in keys:
+        if key not in found:
             continue
-        if source.suffix not in (".yml", ".yaml"):
+        try:
+            given[key] = _plain(templar.template(found[key]))
+        except (AnsibleTemplateError, AnsibleVaultError):  # undefined, vaulted: a play's work
             return None
-        data = _yaml_mapping(source)
-        if "plugin" in data:
-            return None
-        merged.update(((data.get("all") or {}).get("vars")) or {})
-    for path in _var_files(root / "group_vars" / "all") + _var_files(
-        root / "host_vars" / "localhost"
-    ):
+    return given
+
+
+def _name_the_broken_file(inventory: Path) -> None:
+    """When Ansible cannot read an inventory, the YAML or JSON file at fault, by name, line and
+    column (Ansible's exception does not carry them): raises BadFileError if one is found."""
+    root = inventory if inventory.is_dir() else inventory.parent
+    sources = sorted(inventory.iterdir()) if inventory.is_dir() else [inventory]
+    candidates = [p for p in sources if p.is_file() and p.suffix in (".yml", ".yaml")]
+    for folder in ("group_vars", "host_vars"):
+        if (root / folder).is_dir():
+            candidates += sorted(
+                p for p in (root / folder).rglob("*") if p.is_file() and p.suffix in VAR_SUFFIXES
+            )
+    for path in candidates:
         if path.suffix == ".json":
-            merged.update(_json_mapping(path))
+            _json_mapping(path)
         else:
-            merged.update(_yaml_mapping(path))
-    return merged
+            _yaml_mapping(path)
 
 
 def role_defaults(repo: Path) -> dict[str, Any]:
@@ -188,13 +246,10 @@ def tools_helm() -> Path:
 
 def lab_settings(inventory: Path, repo: Path) -> Settings | None:
     """The role's settings for this inventory, or None when only Ansible can work them out."""
-    found = inventory_vars(inventory)
-    if found is None:
+    given = inventory_vars(inventory, repo=repo)
+    if given is None:
         return None
-    given = {key: found[key] for key in SETTINGS if key in found}
-    check_settings({key: value for key, value in given.items() if not _templated(value)})
-    if _templated(given):
-        return None
+    check_settings(given)
     merged = {**role_defaults(repo), **given}
     chart_ref = given.get("experiment_chart_ref")
     chart = Path(chart_ref) if chart_ref else repo / "charts" / "experiment"
@@ -281,8 +336,9 @@ def release_values(
 
 def chart_changes(release: Release | None, chart: Path, values: Mapping[str, Any]) -> bool:
     """Whether ``helm upgrade`` would change the release (``kubernetes.core.helm``'s check:
-    values, chart name-version and appVersion)."""
-    if release is None:
+    values, chart name-version and appVersion), or must run again: a last revision that is not
+    ``deployed`` (failed, pending) is applied again, as the playbook path does."""
+    if release is None or release.status != "deployed":
         return True
     meta = _yaml_mapping(chart / "Chart.yaml")
     return (

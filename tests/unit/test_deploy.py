@@ -31,7 +31,13 @@ def test_sim_inventory_settings_are_the_roles() -> None:
     assert found.wait_timeout == lab["experiment_wait_timeout"]
     assert found.chart == REPO / "charts" / "experiment"
     assert found.pod_monitor == "false"  # the role's default
-    assert found.chart_values == lab["experiment_chart_values"]
+    # Ansible templated the host's address in, from the inventory's bridge address
+    bridge = yaml.safe_load((SIM / "group_vars/all/lab.yml").read_text())
+    host = bridge["sim_cluster_bridge_address"].split("/")[0] + "/32"
+    policy = found.chart_values["networkPolicy"]
+    assert policy["extraIngress"] == [{"from": [{"ipBlock": {"cidr": host}}]}]
+    assert policy["extraEgress"][0]["to"] == [{"ipBlock": {"cidr": host}}]
+    assert "{{" not in str(found.chart_values)
 
 
 def test_every_setting_is_a_role_variable() -> None:
@@ -66,16 +72,51 @@ def test_inventory_layers_and_what_needs_ansible(tmp_path: Path) -> None:
     found = deploy.lab_settings(plain, REPO)
     assert found is not None
     assert (found.namespace, found.wait_timeout) == ("low", 7)  # hosts.yml vars, group_vars
-    (plain / "host_vars").mkdir()
-    (plain / "host_vars" / "localhost.yml").write_text("experiment_namespace: mine\n")
-    assert deploy.lab_settings(plain, REPO).namespace == "mine"  # type: ignore[union-attr]
+    # (a new folder: Ansible's vars plugin caches what it found in a folder, per process)
+    hosted = write_inventory(tmp_path / "hosted", {"experiment_wait_timeout": 7})
+    (hosted / "host_vars").mkdir()
+    (hosted / "host_vars" / "localhost.yml").write_text("experiment_namespace: mine\n")
+    assert deploy.lab_settings(hosted, REPO).namespace == "mine"  # type: ignore[union-attr]
 
+    # a template on the inventory's own variables is Ansible's to render, here too
     templated = write_inventory(tmp_path / "t", {"experiment_namespace": "{{ lab_name }}-x"})
-    assert deploy.lab_settings(templated, REPO) is None
-    ini = write_inventory(tmp_path / "ini", {}, hosts="hosts.ini")
-    assert deploy.lab_settings(ini, REPO) is None
+    (templated / "group_vars" / "all.yml").write_text(
+        "lab_name: lab\nexperiment_namespace: '{{ lab_name }}-x'\n"
+    )
+    assert deploy.lab_settings(templated, REPO).namespace == "lab-x"  # type: ignore[union-attr]
+    # one on what only a play has (a role's defaults, facts) takes the playbook path
+    undefined = write_inventory(tmp_path / "u", {"experiment_namespace": "{{ role_thing }}"})
+    assert deploy.lab_settings(undefined, REPO) is None
     remote = write_inventory(tmp_path / "remote", {"experiment_chart_ref": "oci://x/experiment"})
     assert deploy.lab_settings(remote, REPO) is None
+
+
+def test_ini_inventories_groups_and_vaults_are_read_as_ansible_reads_them(tmp_path: Path) -> None:
+    ini = tmp_path / "ini"
+    (ini / "group_vars").mkdir(parents=True)
+    (ini / "hosts.ini").write_text(
+        "[lab_controller]\nlocalhost ansible_connection=local\n\n"
+        "[lab_controller:vars]\nexperiment_wait_timeout=9\n"
+    )
+    # a group other than all, in a file without suffix, as Ansible allows
+    (ini / "group_vars" / "lab_controller").write_text("experiment_namespace: from-group\n")
+    found = deploy.lab_settings(ini, REPO)
+    assert found is not None
+    assert (found.namespace, found.wait_timeout) == ("from-group", 9)
+
+    vault = write_inventory(tmp_path / "vault", {})
+    (vault / "group_vars" / "all.yml").write_text(
+        "experiment_namespace: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6136\n"
+    )
+    assert deploy.lab_settings(vault, REPO) is None  # ansible-playbook asks for the password
+
+
+def test_an_inventory_ansible_cannot_read_is_one_message(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "hosts.yml").write_text("all:\n  hosts: [x\n")
+    with pytest.raises(deploy.BadFileError, match=r"hosts.yml: not valid YAML: .*line 3"):
+        deploy.lab_settings(broken, REPO)
 
 
 @pytest.mark.parametrize(
@@ -124,6 +165,12 @@ def test_an_unchanged_release_is_not_upgraded() -> None:
     older = deploy.Release({"a": 1}, "experiment-0.0.1", meta["appVersion"], "deployed")
     assert deploy.chart_changes(older, chart, {"a": 1})
     assert deploy.chart_changes(None, chart, {})
+    # a last revision that failed or is still pending is applied again, as the role does
+    for status in ("failed", "pending-upgrade", "pending-install"):
+        again = deploy.Release(
+            {"a": 1}, f"experiment-{meta['version']}", meta["appVersion"], status
+        )
+        assert deploy.chart_changes(again, chart, {"a": 1}), status
 
 
 def pod(name: str, phase: str = "Running", revision: str = "r1") -> dict[str, Any]:

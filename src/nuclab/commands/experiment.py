@@ -2,7 +2,8 @@
 
 ``create`` and ``scale`` do what the experiment role does, directly (``nuclab.deploy``: the
 same spec checks, the same chart values, helm, and a watch for the peers), when the lab's
-settings can be read without Ansible; otherwise, and with ``--via-playbook``, they run
+settings need nothing but the inventory (read and templated through Ansible's inventory API);
+otherwise, and with ``--via-playbook``, they run
 ``experiment.yml`` through ansible-runner. ``delete`` always runs the playbook (the role does
 more than uninstall); ``list`` reads the cluster directly.
 
@@ -344,8 +345,8 @@ def _require(args: argparse.Namespace) -> None:
 
 def fast_path(args: argparse.Namespace) -> tuple[deploy.Settings, str, Kube] | None:
     """What ``nuclab create``/``scale`` need to do the role's work themselves, or None when
-    only Ansible can (``--via-playbook``, a templated or INI inventory, a remote chart, no
-    kubeconfig file)."""
+    only a play can (``--via-playbook``, a vault or a template beyond the inventory, a remote
+    chart, no kubeconfig file)."""
     # Read (and so checked: a wrong setting is refused here) even for --via-playbook.
     settings = deploy.lab_settings(inventory_dir(args.inventory), repo_dir())
     kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
@@ -461,7 +462,7 @@ def _via_playbook(parser: argparse.ArgumentParser) -> None:
         "--via-playbook",
         action="store_true",
         help="run experiment.yml through ansible-runner (the default when the inventory's "
-        "settings need Ansible, e.g. templated values)",
+        "settings need a play: a vault, a template on a role's defaults or facts)",
     )
 
 
