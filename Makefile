@@ -78,8 +78,9 @@ molecule: ## Molecule scenarios only
 integration: ## Integration tests only
 	pytest tests/integration
 
-generate: ## Rewrite what nuclab.spec's tables generate (schema rules, playbook fields, docs tables)
+generate: ## Rewrite the generated files: from nuclab.spec's tables (schema rules, playbook fields, docs tables), the chart README (helm-docs)
 	python tools/specgen.py
+	bash tools/chart-docs.sh
 
 bench: setup ## Run the benchmarks (prints figures; see docs/benchmarks.md)
 	@for b in bench/*.py; do echo "== $$b"; python "$$b"; done

@@ -154,6 +154,14 @@ go_tools() {
     log "building helm $helm"
     CGO_ENABLED=0 GOBIN="$tools/helm-$helm" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@$helm"
   fi
+  # helm-docs writes the chart's README (make generate; a unit test checks it is current).
+  local helm_docs
+  helm_docs=$(version lab_helm_docs_version)
+  if [ ! -x "$tools/helm-docs-$helm_docs/helm-docs" ]; then
+    log "building helm-docs $helm_docs"
+    CGO_ENABLED=0 GOBIN="$tools/helm-docs-$helm_docs" go install -trimpath -ldflags="-s -w" \
+      "github.com/norwoodj/helm-docs/cmd/helm-docs@$helm_docs"
+  fi
   local b
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     ln -sfn "$kdir/$b" "$tools/bin/$b"
@@ -163,6 +171,7 @@ go_tools() {
   ln -sfn "$tools/kube-router-$router/kube-router" "$tools/bin/kube-router"
   ln -sfn "$edir/etcd" "$tools/bin/etcd"
   ln -sfn "$tools/kwok-$kwok/kwok" "$tools/bin/kwok"
+  ln -sfn "$tools/helm-docs-$helm_docs/helm-docs" "$tools/bin/helm-docs"
   ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"
   ln -sfn "$tools/prometheus-operator-$operator/operator" "$tools/bin/prometheus-operator"
 }
