@@ -1,11 +1,14 @@
 """`nuclab create`/`scale` (their own path, nuclab.deploy) and experiment.yml make one release.
 
 On the simulated lab: the same spec file through both paths gives the same chart values and the
-same rendered manifest, and each path sees the other's release as unchanged (no new revision).
+same rendered manifest, and each path sees the other's release as unchanged (no new revision);
+a release whose last revision failed is applied again by both, as kubernetes.core.helm does.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import subprocess
 from collections.abc import Iterator
@@ -89,3 +92,43 @@ def test_cli_and_playbook_make_the_identical_release(sim_lab: Path, spec_file: P
     assert (scaled[0]["experiment"]["peers"], scaled[2]) == (4, 2)
     again = run_playbook("experiment.yml", "-e", f"name={NAME}", "-e", "peers=4")
     assert "changed=0" in again.stdout
+
+
+def _fail_last_revision(sim_lab: Path) -> None:
+    """Mark the release's last revision failed in helm's own record (its Secret), as a helm
+    upgrade that died half-way leaves it."""
+    api = kube.Kube(str(sim_lab))
+    found = api.get(
+        f"/api/v1/namespaces/{NAMESPACE}/secrets?labelSelector=owner%3Dhelm%2Cname%3D{FULL}"
+    )["items"]
+    last = max(found, key=lambda s: int(s["metadata"]["labels"]["version"]))
+    record = json.loads(
+        gzip.decompress(base64.b64decode(base64.b64decode(last["data"]["release"])))
+    )
+    record["info"]["status"] = "failed"
+    data = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(record).encode())))
+    patch = {"metadata": {"labels": {"status": "failed"}}, "data": {"release": data.decode()}}
+    subprocess.run(
+        [tool("kubectl"), "--kubeconfig", str(sim_lab), "-n", NAMESPACE, "patch", "secret",
+         last["metadata"]["name"], "--type", "merge", "-p", json.dumps(patch)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    status = json.loads(helm("status", FULL, "-o", "json"))["info"]["status"]
+    assert status == "failed"
+
+
+def test_both_front_doors_apply_a_failed_release_again(sim_lab: Path, spec_file: Path) -> None:
+    nuclab("create", "-f", str(spec_file), "--quiet")
+    revisions = release()[2]
+
+    _fail_last_revision(sim_lab)
+    proc = nuclab("create", "-f", str(spec_file))  # the same values: applied again all the same
+    assert "[INFO] Install or upgrade the experiment's release" in proc.stderr
+    assert release()[2] == revisions + 1
+    assert json.loads(helm("status", FULL, "-o", "json"))["info"]["status"] == "deployed"
+
+    _fail_last_revision(sim_lab)
+    again = run_playbook("experiment.yml", "-e", f"@{spec_file}")
+    assert "changed=0" not in again.stdout
+    assert release()[2] == revisions + 2
+    assert json.loads(helm("status", FULL, "-o", "json"))["info"]["status"] == "deployed"

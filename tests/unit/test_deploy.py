@@ -47,19 +47,6 @@ def test_every_setting_is_a_role_variable() -> None:
     assert set(deploy.SETTINGS) <= set(specs["argument_specs"]["main"]["options"])
 
 
-def test_the_role_waits_and_makes_the_namespace_with_nuclab_deploy() -> None:
-    # one implementation for both paths (the modules are thin wrappers over nuclab.deploy)
-    present = (ROLE / "tasks/present.yml").read_text()
-    wait = (ROLE / "tasks/wait.yml").read_text()
-    assert "nuclab_experiment_namespace:" in present
-    assert "nuclab_experiment_wait:" in wait
-    helper = (ROLE / "module_utils/nuclab_api.py").read_text()
-    assert "from nuclab import deploy, kube" in helper
-    for module in ("namespace", "wait"):
-        source = (ROLE / f"library/nuclab_experiment_{module}.py").read_text()
-        assert "deploy, kube = nuclab_modules(module)" in source
-
-
 def write_inventory(root: Path, group_vars: dict[str, Any], hosts: str = "hosts.yml") -> Path:
     (root / "group_vars").mkdir(parents=True)
     (root / "group_vars" / "all.yml").write_text(yaml.safe_dump(group_vars))
