@@ -30,6 +30,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from nuclab.histogram import quantile as sample_quantile
 from nuclab.paths import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def load() -> str:
 
 
 def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+    return sample_quantile(sorted(values), q)
 
 
 def processes() -> dict[str, tuple[float, float]]:

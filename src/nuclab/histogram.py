@@ -1,4 +1,5 @@
-"""PromQL's ``histogram_quantile`` over classic (cumulative ``le``) buckets, without numpy.
+"""Quantiles, once: of samples (``quantile``: linear interpolation, numpy's default method), and
+PromQL's ``histogram_quantile`` over classic (cumulative ``le``) buckets, without numpy.
 
 One implementation for the report (over a dataset's bucket increases) and ``nuclab stats`` (over
 the buckets the peers serve right now); it interpolates as Prometheus' ``bucketQuantile`` does:
@@ -11,6 +12,17 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values, linearly interpolated between the two
+    nearest ranks (numpy's default, ``statistics.quantiles(method="inclusive")``); NaN if empty."""
+    if not ordered:
+        return math.nan
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from nuclab.errors import ValidationError
+from nuclab.histogram import quantile
 from nuclab.loadgen.payload import Payloads, read_stamp, stamp
 from nuclab.loadgen.results import RunResult, check_results_path, write_results
-from nuclab.loadgen.stats import PerSecond, percentile, summarize
+from nuclab.loadgen.stats import PerSecond, summarize
 
 
 def _result(achieved: float, target: float | None = 1000.0) -> RunResult:
@@ -86,9 +87,9 @@ def test_payloads_from_files_cycle_in_name_order(tmp_path: Path) -> None:
 
 def test_percentiles_and_per_second_bins() -> None:
     values = sorted(float(i) for i in range(101))
-    assert percentile(values, 0.5) == 50
-    assert percentile(values, 0.99) == 99
-    assert math.isnan(percentile([], 0.5))
+    assert quantile(values, 0.5) == 50
+    assert quantile(values, 0.99) == 99
+    assert math.isnan(quantile([], 0.5))
     bins = PerSecond()
     for t in (0.1, 0.9, 1.0, 3.5):
         bins.add(t)

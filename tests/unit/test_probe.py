@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nuclab.errors import ValidationError
+from nuclab.histogram import quantile
 from nuclab.probe import config, nodes, wire
 from nuclab.probe.targets import (
     Endpoint,
@@ -211,9 +212,9 @@ def test_bad_settings_name_the_field(argv: list[str], env: dict[str, str], field
 
 def test_quantiles_interpolate_like_numpy() -> None:
     values = sorted(float(v) for v in range(1, 101))
-    assert nodes.quantile(values, 0.5) == pytest.approx(50.5)
-    assert nodes.quantile(values, 0.9) == pytest.approx(90.1)
-    assert nodes.quantile(values, 0.99) == pytest.approx(99.01)
+    assert quantile(values, 0.5) == pytest.approx(50.5)
+    assert quantile(values, 0.9) == pytest.approx(90.1)
+    assert quantile(values, 0.99) == pytest.approx(99.01)
 
 
 def test_node_csv_has_the_reference_shape(tmp_path: Path) -> None:

@@ -6,23 +6,15 @@ import math
 from array import array
 from collections.abc import Sequence
 
+from nuclab.histogram import quantile
+
 QUANTILES = (0.5, 0.9, 0.99)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of already sorted values, linear interpolation; NaN if empty."""
-    if not sorted_values:
-        return math.nan
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99, mean and max of ``values`` (seconds), NaN when there are none."""
     ordered = sorted(values)
-    out = {f"p{round(q * 100)}": percentile(ordered, q) for q in QUANTILES}
+    out = {f"p{round(q * 100)}": quantile(ordered, q) for q in QUANTILES}
     out["mean"] = sum(ordered) / len(ordered) if ordered else math.nan
     out["max"] = ordered[-1] if ordered else math.nan
     return out

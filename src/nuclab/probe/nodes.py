@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import tempfile
 import threading
@@ -20,19 +19,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
+from nuclab.histogram import quantile
+
 QUANTILES = (0.5, 0.9, 0.99)
 CSV_HEADER = ("origin", "destination", "p50_us", "p90_us", "p99_us")
 PUSH_JOB = "nuclab_node_probe"
-
-
-def quantile(ordered: Sequence[float], q: float) -> float:
-    """Linear-interpolated quantile of already sorted values (numpy's default method)."""
-    if not ordered:
-        return math.nan
-    pos = (len(ordered) - 1) * q
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 class LatencyWindow:
