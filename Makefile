@@ -44,9 +44,10 @@ sim-down: ## Stop the simulated lab and remove its state
 	else echo "no .venv: nothing was set up, nothing to stop"; fi
 
 # The tiers that need no lab (unit and chart tests; the K3s roles on podman hosts) run beside the
-# lab's tier: the `sim` scenario (site.yml from nothing, idempotence, sim-down), the `experiment`
-# scenario (which brings the lab up again and leaves it up), then the integration tests on that
-# lab. tools/test-tiers.sh streams the lab's tier and prints the other two when it ends.
+# lab's tier: the `sim` scenario (sim-down, site.yml from nothing, idempotence, verify), the
+# `experiment` scenario and the integration tests on the lab it left up, then sim-down, which
+# checks that it left nothing behind. tools/test-tiers.sh streams the lab's tier and prints the
+# other two when it ends.
 test: setup lint ## Run every test tier (lint, unit, chart, molecule, integration)
 	@bash tools/test-tiers.sh
 
@@ -60,7 +61,8 @@ test-podman:
 test-lab:
 	molecule test -s sim
 	molecule test -s experiment
-	pytest tests/integration
+	@rc=0; pytest tests/integration --durations=25 || rc=$$?; \
+	ansible-playbook -i $(SIM) playbooks/sim_down.yml || rc=$$?; exit $$rc
 
 lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
 	yamllint --strict .
