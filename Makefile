@@ -74,15 +74,17 @@ lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
 unit: ## Unit and chart tests only (fast)
 	pytest tests/unit tests/chart
 
-molecule: ## Molecule scenarios only
-	molecule test --all
+molecule: ## Molecule scenarios only (the sim scenario leaves the lab up: sim_down ends the run)
+	@rc=0; molecule test --all || rc=$$?; \
+	ansible-playbook -i $(SIM) playbooks/sim_down.yml || rc=$$?; exit $$rc
 
 integration: ## Integration tests only
 	pytest tests/integration
 
-generate: ## Rewrite the generated files: from nuclab.spec's tables (schema rules, playbook fields, docs tables), the chart README (helm-docs)
+generate: ## Rewrite the generated files: from nuclab.spec's tables (schema rules, playbook fields, docs tables), the chart README (helm-docs), docs/roles.md (argument specs)
 	python tools/specgen.py
 	bash tools/chart-docs.sh
+	python tools/rolespecs.py
 
 bench: setup ## Run the benchmarks (prints figures; see docs/benchmarks.md)
 	@for b in bench/*.py; do echo "== $$b"; python "$$b"; done
