@@ -172,7 +172,7 @@ def test_a_million_per_second_renders_as_digits(render: Render) -> None:
 def test_network_policies_let_the_load_generator_reach_peers_and_kafka(render: Render) -> None:
     objects = render(CASES["kafka-lab"])
     pod_labels = job_of(objects)["spec"]["template"]["metadata"]["labels"]
-    own = policy(objects, "nuclab-exp-purple-loadgen")["spec"]
+    own = policy(objects, "nuclab-exp-purple.loadgen")["spec"]
     assert matches(own["podSelector"]["matchLabels"], pod_labels)
     assert own["policyTypes"] == ["Ingress", "Egress"]
     peers = {"podSelector": {"matchLabels": {"nuclab.io/experiment": "purple"}}}
@@ -192,7 +192,7 @@ def test_network_policies_let_the_load_generator_reach_peers_and_kafka(render: R
 
 
 def test_http_mode_without_pushgateway_reaches_only_peers_and_dns(render: Render) -> None:
-    own = policy(render(CASES["http-peers"]), "nuclab-exp-purple-loadgen")["spec"]
+    own = policy(render(CASES["http-peers"]), "nuclab-exp-purple.loadgen")["spec"]
     assert len(own["egress"]) == 2
 
 
@@ -249,3 +249,15 @@ def test_schema_rejects_bad_loadgen_values_naming_the_field(
     message = reject(values)
     assert "values don't meet the specifications of the schema" in message
     assert "loadgen" in message and named in message
+
+
+def test_no_object_of_one_experiment_is_named_like_one_of_another(render: Render) -> None:
+    """Experiment `a`'s loadgen objects and experiment `a-loadgen`'s own never share a kind and
+    a name (helm would refuse the second release: one experiment could block another)."""
+
+    def names(name: str) -> set[tuple[str, str]]:
+        values = values_for(name=name, mode="http")
+        objects = render(values, release=f"nuclab-exp-{name}")
+        return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+    assert names("a") & names("a-loadgen") == set()

@@ -216,7 +216,7 @@ def test_a_pod_of_blues_loadgen_policy_reaches_blue_and_nothing_of_purple(
 ) -> None:
     core = lab["core"]
     policy = client.NetworkingV1Api(core.api_client).read_namespaced_network_policy(
-        f"nuclab-exp-{BLUE}-loadgen", NAMESPACE
+        f"nuclab-exp-{BLUE}.loadgen", NAMESPACE
     )
     labels = {**policy.spec.pod_selector.match_labels, "nuclab.io/experiment": BLUE}
     blue = [f"blue{i}={p.status.pod_ip}" for i, p in enumerate(lab["blue"])]
