@@ -37,6 +37,18 @@ def test_only_well_formed_requests_are_answered(packet: bytes) -> None:
     assert wire.reply_to(packet, b"x") is None
 
 
+def test_an_answer_is_never_larger_than_its_request() -> None:
+    """No amplification: a request with a forged source gets back at most what it carried, even
+    from a responder with the longest name."""
+    longest = b"n" * wire.MAX_NAME
+    full = wire.request(7)
+    assert wire.parse_reply(wire.reply_to(full, longest) or b"") == (7, longest.decode())
+    for size in (12, 13, 40, len(full)):
+        answer = wire.reply_to(full[:size], longest)
+        assert answer is not None and len(answer) <= size, size
+    assert wire.reply_to(full + b"\0", longest) is None  # longer than any request: not one
+
+
 def test_parse_target_forms() -> None:
     assert parse_target("b=10.0.0.2:9", 7) == Endpoint("b", "10.0.0.2", 9)
     assert parse_target("b=10.0.0.2", 7) == Endpoint("b", "10.0.0.2", 7)
