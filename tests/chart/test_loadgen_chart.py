@@ -159,7 +159,7 @@ def test_http_mode_with_a_url_and_extra_args(render: Render) -> None:
     assert _command(objects)[2:7] == [
         "http", "--url", "http://web.other.svc:8080/api?x=1", "--arrivals", "poisson",
     ]  # fmt: skip
-    assert _command(objects)[-2:] == ["--seed", "7"]
+    assert _command(objects)[-4:] == ["--seed", "7", "--experiment", "purple"]
     (container,) = job_of(objects)["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "registry.example/nuclab/tools:0.2.0"
 
@@ -261,3 +261,18 @@ def test_no_object_of_one_experiment_is_named_like_one_of_another(render: Render
         return {(o["kind"], o["metadata"]["name"]) for o in objects}
 
     assert names("a") & names("a-loadgen") == set()
+
+
+def test_extra_args_cannot_make_the_load_generator_push_as_another_experiment(
+    render: Render,
+) -> None:
+    """`nuclab loadgen`'s own parser reads the rendered command: an --experiment in the tenant's
+    args is overridden by the chart's (argparse keeps the last)."""
+    from nuclab import cli
+
+    values = values_for(mode="http", args=["--experiment", "blue", "--seed", "7"])
+    command = _command(render(values))
+    assert command[:2] == ["nuclab", "loadgen"]
+    parsed = cli.build_parser().parse_args(command[1:])
+    assert parsed.experiment == "purple"
+    assert parsed.seed == 7  # the tenant's other args still count
