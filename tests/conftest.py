@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -24,6 +26,15 @@ def tool(name: str) -> str:
         return found
     pytest.fail(f"{name} not found in {TOOLS_BIN} or on PATH: run `make setup`")
     raise AssertionError  # unreachable: pytest.fail raises
+
+
+def load_tool(name: str) -> ModuleType:
+    """tools/<name>.py, a tool of the checkout (not a module of the package), loaded by path."""
+    found = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert found is not None and found.loader is not None
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -3,25 +3,17 @@ changed description or default reaches it with no other edit."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import yaml
 
+from tests.conftest import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_rolespecs():  # type: ignore[no-untyped-def]
-    """tools/rolespecs.py, a tool of the checkout (not a module of the package): loaded by path."""
-    loader = importlib.util.spec_from_file_location("rolespecs", REPO / "tools/rolespecs.py")
-    assert loader is not None and loader.loader is not None
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    return module
-
-
-rolespecs = _load_rolespecs()
+rolespecs = load_tool("rolespecs")
 
 
 def test_docs_roles_md_is_what_the_argument_specs_generate(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,12 @@ import yaml
 from nuclab import spec
 from nuclab.commands import experiment as cmd
 from nuclab.errors import NuclabError
+from tests.conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_specgen():  # type: ignore[no-untyped-def]
-    """tools/specgen.py, a tool of the checkout (not a module of the package): loaded by path."""
-    loader = importlib.util.spec_from_file_location("specgen", REPO / "tools/specgen.py")
-    assert loader is not None and loader.loader is not None
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    return module
-
-
-specgen = _load_specgen()
+specgen = load_tool("specgen")
 
 
 def test_checked_in_files_are_what_the_tables_generate(tmp_path: Path) -> None:
