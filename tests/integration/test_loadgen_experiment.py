@@ -83,11 +83,12 @@ def api(sim_lab: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Path:
-    """The reference loadgen experiment, its peers on the real workers, a shorter run."""
+    """The reference loadgen experiment, its peers on the real workers, a shorter, exact run."""
     spec = yaml.safe_load(SPEC_FILE.read_text())
     experiment = spec["experiment"]
     experiment["node_labels"] = {"node-kind": "real"}
-    experiment["loadgen"].update(rate=RATE, duration=SECONDS, pushgateway="")
+    # constant arrivals: exactly RATE x SECONDS requests (the file's poisson varies the count)
+    experiment["loadgen"].update(rate=RATE, duration=SECONDS, arrivals="constant", pushgateway="")
     path = tmp_path / "purple-load.yml"
     path.write_text(yaml.safe_dump(spec))
     return path
