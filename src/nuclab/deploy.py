@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import gzip
 import io
 import json
@@ -140,7 +141,12 @@ ANSIBLE_ENV = {
 }
 
 
-_ANSIBLE_READY: list[bool] = []
+@functools.cache
+def _ansible_plugins() -> None:
+    """ansible-core's plugin loader, set up once per process (a second time only warns)."""
+    from ansible.plugins.loader import init_plugin_loader
+
+    init_plugin_loader()
 
 
 def _plain(value: Any) -> Any:
@@ -183,13 +189,10 @@ def _ansible_vars(inventory: Path, keys: tuple[str, ...]) -> dict[str, Any] | No
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.parsing.vault import AnsibleVaultError
-    from ansible.plugins.loader import init_plugin_loader
     from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
-    if not _ANSIBLE_READY:  # once per process (a second time only warns)
-        init_plugin_loader()
-        _ANSIBLE_READY.append(True)
+    _ansible_plugins()
     loader = DataLoader()
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -293,6 +296,13 @@ def check_settings(given: Mapping[str, Any]) -> None:
 # --- the release ------------------------------------------------------------------------------
 
 
+def release_record(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """The release record a helm Secret holds (``data.release``: base64 of base64 of gzipped
+    JSON)."""
+    raw = base64.b64decode(base64.b64decode(secret["data"]["release"]))
+    return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+
+
 def read_release(kube: Kube, namespace: str, fullname: str) -> Release | None:
     """The release's last revision from helm's storage (Secrets ``sh.helm.release.v1.*``:
     base64 of gzipped JSON), as ``helm_info`` with ``release_state: [all]`` sees it."""
@@ -307,8 +317,7 @@ def read_release(kube: Kube, namespace: str, fullname: str) -> Release | None:
     if not items:
         return None
     last = max(items, key=lambda i: int((i["metadata"].get("labels") or {}).get("version", 0)))
-    raw = base64.b64decode(base64.b64decode(last["data"]["release"]))
-    record = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    record = release_record(last)
     meta = (record.get("chart") or {}).get("metadata") or {}
     return Release(
         values=record.get("config") or {},

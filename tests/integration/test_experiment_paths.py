@@ -102,9 +102,7 @@ def _fail_last_revision(sim_lab: Path) -> None:
         f"/api/v1/namespaces/{NAMESPACE}/secrets?labelSelector=owner%3Dhelm%2Cname%3D{FULL}"
     )["items"]
     last = max(found, key=lambda s: int(s["metadata"]["labels"]["version"]))
-    record = json.loads(
-        gzip.decompress(base64.b64decode(base64.b64decode(last["data"]["release"])))
-    )
+    record = deploy.release_record(last)
     record["info"]["status"] = "failed"
     data = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(record).encode())))
     patch = {"metadata": {"labels": {"status": "failed"}}, "data": {"release": data.decode()}}
