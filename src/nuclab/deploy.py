@@ -168,7 +168,7 @@ def inventory_vars(
     of this inventory, read and templated by Ansible itself: every source it reads (YAML, INI,
     scripts, inventory plugins), every group localhost is in, group_vars, host_vars and vars
     plugins. None when only a playbook can work them out: a vault, or a template that needs
-    more than the inventory (a role's defaults, facts)."""
+    more than the inventory (a role's defaults, facts). The inventory is read once per process."""
     wanted = dict(ANSIBLE_ENV)
     if repo is not None and (repo / "ansible.cfg").is_file():
         # the playbooks' own settings (which plugins read inventories, what beside an
@@ -177,14 +177,31 @@ def inventory_vars(
     saved = {key: os.environ.get(key) for key in wanted}
     os.environ.update({key: value for key, value in wanted.items() if saved[key] is None})
     try:
-        return _ansible_vars(inventory, keys)
+        loaded = _ansible_vars(inventory)
+        if loaded is None:
+            return None
+        given = {}
+        for key in keys:
+            value = loaded(key)
+            if value is _UNRESOLVED:
+                return None
+            if value is not _UNSET:
+                given[key] = value
+        return given
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
 
 
-def _ansible_vars(inventory: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
+_UNSET = object()  # the inventory does not set it
+_UNRESOLVED = object()  # it does, but only a play can template it
+
+
+@functools.cache
+def _ansible_vars(inventory: Path) -> Callable[[str], Any] | None:
+    """The inventory read by Ansible: a function from a variable's name to its templated value
+    (or _UNSET, _UNRESOLVED), or None when it is vaulted."""
     from ansible.errors import AnsibleError, AnsibleTemplateError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
@@ -209,15 +226,16 @@ def _ansible_vars(inventory: Path, keys: tuple[str, ...]) -> dict[str, Any] | No
             f"inventory {inventory}: Ansible cannot read it: {first}; fix it (nothing was done)"
         ) from None
     templar = Templar(loader=loader, variables=found)
-    given = {}
-    for key in keys:
+
+    def value(key: str) -> Any:
         if key not in found:
-            continue
+            return _UNSET
         try:
-            given[key] = _plain(templar.template(found[key]))
+            return _plain(templar.template(found[key]))
         except (AnsibleTemplateError, AnsibleVaultError):  # undefined, vaulted: a play's work
-            return None
-    return given
+            return _UNRESOLVED
+
+    return value
 
 
 def _name_the_broken_file(inventory: Path) -> None:
@@ -245,6 +263,41 @@ def role_defaults(repo: Path) -> dict[str, Any]:
 def tools_helm() -> Path:
     """The helm that ``make setup`` built (the role's ``_experiment_tools_helm``)."""
     return paths.tools_bin() / "helm"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a play of this inventory finds the experiments: the lab's kubeconfig (the file
+    may not exist yet) and the experiments' namespace."""
+
+    kubeconfig: Path
+    namespace: str
+
+
+def lab_target(inventory: Path, repo: Path) -> Target:
+    """The role's ``experiment_kubeconfig`` (by default the inventory's ``lab_kubeconfig``) and
+    ``experiment_namespace``, as the inventory sets them, else the role's defaults; the
+    kubeconfig falls back to ``<inventory>/artifacts/kubeconfig`` when the inventory names none
+    that Ansible can work out without a play."""
+    defaults = role_defaults(repo)
+    keys = ("experiment_kubeconfig", "lab_kubeconfig")
+    found = {}
+    for key in ("experiment_namespace", *keys):  # one at a time: each may need a play
+        found.update(inventory_vars(inventory, (key,), repo=repo) or {})
+    check_settings(found)
+    for key in keys:
+        if key in found and not isinstance(found[key], str | None):
+            raise ValidationError(key, found[key], "a path (in the inventory)")
+    named = found.get("experiment_kubeconfig") or found.get("lab_kubeconfig")
+    if named:
+        kubeconfig = Path(named).expanduser()
+    else:
+        root = inventory if inventory.is_dir() else inventory.parent
+        kubeconfig = root / "artifacts" / "kubeconfig"
+    return Target(
+        kubeconfig=kubeconfig,
+        namespace=str(found.get("experiment_namespace") or defaults["experiment_namespace"]),
+    )
 
 
 def lab_settings(inventory: Path, repo: Path) -> Settings | None:

@@ -202,14 +202,46 @@ def test_progress_prints_tasks_and_keeps_the_failure() -> None:
     assert progress.failure == "experiment 'p': 2 of 5"
 
 
-def test_kubeconfig_comes_from_the_inventory_artifacts(tmp_path: Path) -> None:
+def test_the_lab_is_found_where_the_inventory_says(tmp_path: Path) -> None:
+    # an inventory that names no kubeconfig: its artifacts/kubeconfig, once the lab wrote it
     inventory = tmp_path / "inv"
     (inventory / "artifacts").mkdir(parents=True)
-    assert cmd.kubeconfig_path(None, str(inventory)) is None
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    a:\n")
+    assert cmd.lab_target(parse("list", "-i", str(inventory))) == (None, "nuclab")
     (inventory / "artifacts/kubeconfig").write_text("{}")
-    assert cmd.kubeconfig_path(None, str(inventory)) == str(inventory / "artifacts/kubeconfig")
-    with pytest.raises(cmd.ValidationError):
-        cmd.kubeconfig_path(str(tmp_path / "nope"), None)
+    assert cmd.lab_target(parse("list", "-i", str(inventory))) == (
+        str(inventory / "artifacts/kubeconfig"), "nuclab"
+    )  # fmt: skip
+
+    # one that names them (templated by Ansible): what experiment.yml uses, the CLI uses
+    named = tmp_path / "named"
+    (named / "group_vars").mkdir(parents=True)
+    (named / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n    a:\n")
+    (named / "group_vars/all.yml").write_text(
+        "lab_kubeconfig: '{{ inventory_dir }}/secret/admin.kubeconfig'\n"
+        "experiment_namespace: team-a\n"
+    )
+    (named / "secret").mkdir()
+    (named / "secret/admin.kubeconfig").write_text("{}")
+    assert cmd.lab_target(parse("list", "-i", str(named))) == (
+        str(named / "secret/admin.kubeconfig"), "team-a"
+    )  # fmt: skip
+    # the flags win
+    assert cmd.lab_target(parse("list", "-i", str(named), "-n", "b")) == (
+        str(named / "secret/admin.kubeconfig"), "b"
+    )  # fmt: skip
+    with pytest.raises(cmd.ValidationError, match=r"kubeconfig: .* an existing kubeconfig file"):
+        cmd.lab_target(parse("list", "--kubeconfig", str(tmp_path / "nope")))
+
+
+def test_the_playbook_path_gets_the_kubeconfig_and_namespace_given(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text("{}")
+    args = parse("delete", "purple", "--kubeconfig", str(kubeconfig), "-n", "team-a")
+    request = cmd.delete_request(args, repo=REPO)
+    assert request.extravars["experiment_kubeconfig"] == str(kubeconfig)
+    assert request.extravars["experiment_namespace"] == "team-a"
+    assert "experiment_kubeconfig" not in cmd.delete_request(parse("delete", "x"), REPO).extravars
 
 
 def test_list_formats() -> None:

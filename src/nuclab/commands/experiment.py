@@ -32,8 +32,6 @@ from nuclab import deploy, experiments, spec
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.kube import ApiError, Kube, LabError
 
-DEFAULT_NAMESPACE = "nuclab"
-
 
 @dataclass
 class RunnerRequest:
@@ -73,21 +71,18 @@ def inventory_dir(given: str | None) -> Path:
     return path.resolve()
 
 
-def kubeconfig_path(given: str | None, inventory: str | None) -> str | None:
-    """``--kubeconfig``, else the inventory's ``artifacts/kubeconfig``, else the default."""
-    if given:
-        if not Path(given).expanduser().is_file():
-            raise ValidationError("kubeconfig", given, "an existing kubeconfig file")
-        return str(Path(given).expanduser())
-    try:
-        inv = inventory_dir(inventory)
-    except NuclabError:
-        inv = None
-    if inv is not None:
-        candidate = (inv if inv.is_dir() else inv.parent) / "artifacts" / "kubeconfig"
-        if candidate.is_file():
-            return str(candidate)
-    return None
+def lab_target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The lab's kubeconfig and the experiments' namespace, as experiment.yml finds them:
+    ``--kubeconfig`` and ``--namespace``, else the inventory's ``experiment_kubeconfig`` (by
+    default ``lab_kubeconfig``) and ``experiment_namespace``, else the role's defaults. The
+    kubeconfig is None while its file does not exist (no lab yet, or a client's own default)."""
+    if args.kubeconfig and not Path(args.kubeconfig).expanduser().is_file():
+        raise ValidationError("kubeconfig", args.kubeconfig, "an existing kubeconfig file")
+    if args.kubeconfig and args.namespace:  # nothing to read from the inventory
+        return str(Path(args.kubeconfig).expanduser()), args.namespace
+    found = deploy.lab_target(inventory_dir(args.inventory), repo_dir())
+    kubeconfig = Path(args.kubeconfig).expanduser() if args.kubeconfig else found.kubeconfig
+    return (str(kubeconfig) if kubeconfig.is_file() else None), args.namespace or found.namespace
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -142,6 +137,8 @@ def _runner_request(
     repo = repo or repo_dir()
     if getattr(args, "namespace", None):
         extravars["experiment_namespace"] = args.namespace
+    if getattr(args, "kubeconfig", None):
+        extravars["experiment_kubeconfig"] = str(Path(args.kubeconfig).expanduser().resolve())
     bindir = str(Path(sys.executable).parent)
     return RunnerRequest(
         project_dir=str(repo),
@@ -334,8 +331,7 @@ def experiment_exists(kubeconfig: str | None, namespace: str, name: str) -> bool
 
 def _require(args: argparse.Namespace) -> None:
     spec.check_name(args.name)
-    namespace = args.namespace or DEFAULT_NAMESPACE
-    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+    kubeconfig, namespace = lab_target(args)
     if not experiment_exists(kubeconfig, namespace, args.name):
         raise NotFoundError(f"experiment '{args.name}' does not exist in namespace {namespace}")
 
@@ -349,12 +345,10 @@ def fast_path(args: argparse.Namespace) -> tuple[deploy.Settings, str, Kube] | N
     chart, no kubeconfig file)."""
     # Read (and so checked: a wrong setting is refused here) even for --via-playbook.
     settings = deploy.lab_settings(inventory_dir(args.inventory), repo_dir())
-    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+    kubeconfig, namespace = lab_target(args)
     if args.via_playbook or settings is None or kubeconfig is None:
         return None
-    if args.namespace:
-        settings = dataclasses.replace(settings, namespace=args.namespace)
-    return settings, kubeconfig, Kube(kubeconfig)
+    return dataclasses.replace(settings, namespace=namespace), kubeconfig, Kube(kubeconfig)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -368,7 +362,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             timeout=request.extravars.get("experiment_wait_timeout"), quiet=args.quiet,
         )  # fmt: skip
     else:
-        kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+        kubeconfig, _ = lab_target(args)
         if kubeconfig:  # the role checks it too; here it is refused with exit 2
             parsed = spec.parse(request.extravars["experiment_spec"], create=False)
             deploy.check_netem(Kube(kubeconfig), parsed)
@@ -422,10 +416,10 @@ def read_peers(kubeconfig: str | None, namespace: str) -> tuple[list[Any], list[
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
-    namespace = args.namespace or DEFAULT_NAMESPACE
+    kubeconfig, namespace = lab_target(args)
     items = read_statefulsets(kubeconfig, namespace)
-    if not items and kubeconfig:
+    if not items and kubeconfig and args.namespace:
+        # a namespace the user named must exist; the default one appears with the first experiment
         check_namespace(Kube(kubeconfig), namespace)
     pods, nodes = read_peers(kubeconfig, namespace) if items else ([], [])
     rows = experiments.experiment_rows(items, pods=pods, nodes=nodes)
@@ -443,10 +437,14 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool = True) -> None:
         help="the lab's inventory (default: $NUCLAB_INVENTORY or the repository's inventory/sim)",
     )
     parser.add_argument(
-        "-n", "--namespace", help=f"namespace of the experiments (default {DEFAULT_NAMESPACE})"
+        "-n",
+        "--namespace",
+        help="namespace of the experiments (default: the inventory's experiment_namespace, nuclab)",
     )
     parser.add_argument(
-        "--kubeconfig", help="kubeconfig (default: <inventory>/artifacts/kubeconfig)"
+        "--kubeconfig",
+        help="kubeconfig (default: the inventory's lab_kubeconfig, "
+        "<inventory>/artifacts/kubeconfig)",
     )
     if mutating:
         parser.add_argument(

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from nuclab import experiments, spec, stats
-from nuclab.commands.experiment import DEFAULT_NAMESPACE, _common, kubeconfig_path
+from nuclab.commands.experiment import _common, lab_target
 from nuclab.errors import NotFoundError
 from nuclab.kube import ApiError, Kube, LabError
 
@@ -69,10 +69,12 @@ def _scrape(kube: Kube, namespace: str, pod: dict[str, Any], port: tuple[str, in
 
 def cmd_stats(args: argparse.Namespace) -> int:
     spec.check_name(args.name)
-    namespace = args.namespace or DEFAULT_NAMESPACE
-    kubeconfig = kubeconfig_path(args.kubeconfig, args.inventory)
+    kubeconfig, namespace = lab_target(args)
     if kubeconfig is None:
-        raise LabError("no kubeconfig: pass --kubeconfig or an inventory with artifacts/kubeconfig")
+        raise LabError(
+            "no kubeconfig: pass --kubeconfig, or bring the lab up "
+            "(site.yml writes the inventory's lab_kubeconfig)"
+        )
     measured = read(Kube(kubeconfig), namespace, args.name)
     sys.stdout.write(stats.format_stats(measured, args.output))
     return 0
