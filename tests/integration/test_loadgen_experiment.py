@@ -5,8 +5,10 @@ The Job's pod runs on the real client node nuc-1 (kubelet, containerd, runc, CNI
 firewall); the peers on the real workers nuc-2 and nuc-4. `nuclab loadgen http` really sends its
 requests, through the headless Service's DNS name and the experiment's NetworkPolicies, to the
 default peer's /echo; the peers' own counters (`nuclab_peer_http_requests_total`, read from
-their metrics ports) must add up to the requests the load generator says were answered. The lab
-has no Pushgateway, so the run pushes nowhere (`pushgateway: ""`).
+their metrics ports) must add up to the requests the load generator says were answered. The Job
+pushes its results to the chart's default Pushgateway URL, which on the simulated lab is the
+lab's own Pushgateway (Debian's, on the bridge, behind the Service of the monitoring chart's
+name): what it holds there must be the run's figures.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import yaml
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import REPO, run_playbook
+from tests.integration.conftest import REPO, SIM_INVENTORY, run_playbook
 from tests.integration.realnodes import REAL, REAL_CLIENT
 
 NAMESPACE = "nuclab"
@@ -32,6 +34,10 @@ SPEC_FILE = REPO / "experiments" / "purple-loadgen.yml"
 SELECTOR = f"nuclab.io/experiment={NAME}"
 RATE, SECONDS = 50, 20  # 1000 requests: the reference file's 200/s for 60 s, shortened
 METRICS_PORT = 9464  # the chart's metrics.port: the default peer's /metrics and /echo
+LAB = yaml.safe_load((SIM_INVENTORY / "group_vars/all/lab.yml").read_text())
+PUSHGATEWAY = "http://{}:{}".format(
+    LAB["sim_cluster_bridge_address"].split("/")[0], LAB["sim_cluster_pushgateway_port"]
+)
 SUMMARY = re.compile(r"^http: achieved ([\d,.]+) req/s.*?; ([\d,]+) ok, ([\d,]+) errors", re.M)
 
 
@@ -60,16 +66,26 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         time.sleep(0.5)
 
 
+def samples(url: str) -> list[Any]:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def requests_answered(pod_ip: str) -> float:
     """The peer's own count of the /echo requests it answered (0 before the first)."""
-    with urllib.request.urlopen(f"http://{pod_ip}:{METRICS_PORT}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "nuclab_peer_http_requests_total"
-    )
+    found = samples(f"http://{pod_ip}:{METRICS_PORT}/metrics")
+    return sum(s.value for s in found if s.name == "nuclab_peer_http_requests_total")
+
+
+def pushed(pod_name: str) -> dict[str, float]:
+    """What the load generator pod pushed to the lab's Pushgateway (its group: job, instance)."""
+    return {
+        s.name: s.value
+        for s in samples(f"{PUSHGATEWAY}/metrics")
+        if s.labels.get("job") == "nuclab-loadgen" and s.labels.get("instance") == pod_name
+        and s.labels.get("experiment") == NAME and s.labels.get("mode") == "http"
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +104,8 @@ def spec_file(tmp_path: Path) -> Path:
     experiment = spec["experiment"]
     experiment["node_labels"] = {"node-kind": "real"}
     # constant arrivals: exactly RATE x SECONDS requests (the file's poisson varies the count)
-    experiment["loadgen"].update(rate=RATE, duration=SECONDS, arrivals="constant", pushgateway="")
+    experiment["loadgen"].update(rate=RATE, duration=SECONDS, arrivals="constant")
+    assert "pushgateway" not in experiment["loadgen"]  # the chart's default: the lab's
     path = tmp_path / "purple-load.yml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -135,6 +152,13 @@ def test_the_load_generator_runs_once_on_the_real_client_and_its_requests_reach_
     achieved, ok, errors = (float(g.replace(",", "")) for g in found.groups())
     assert errors == 0 and ok == RATE * SECONDS, log
     assert abs(achieved - RATE) <= 0.02 * RATE, log
+    # ... and pushed to the lab's Pushgateway, through the Service's name and the Job's policy
+    results = pushed(pod.metadata.name)
+    assert results.get("nuclab_loadgen_completed_total") == ok, (results, log)
+    assert results.get("nuclab_loadgen_errors_total") == 0, results
+    assert results.get("nuclab_loadgen_result_target_held") == 1, results
+    assert results.get("nuclab_loadgen_running") == 0, results
+    assert "push failed" not in log, log
     # ... and every answered request is one the peers counted, on the real nodes
     answered = sum(requests_answered(p.status.pod_ip) for p in api.pods("peer"))
     assert answered == ok, (
