@@ -302,7 +302,8 @@ def test_a_target_beyond_reach_reports_the_achieved_rate_and_fails(
 def pushgateway(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+        # in memory only (Debian's default persists to a file every Pushgateway here shares)
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
