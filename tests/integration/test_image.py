@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.integration.scrape import get_in_netns
 
 # NUCLAB_TOOLS_IMAGE: build and test the image under another name (beside a lab that runs the
 # standard one).
 IMAGE = os.environ.get("NUCLAB_TOOLS_IMAGE", "localhost/nuclab/tools:0.1.0")
 ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "tools" / "containers.conf")}
-SCRAPE = (
-    "import sys, urllib.request; "
-    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
-)
 
 
 def _sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -92,20 +88,6 @@ def _run(
     return cid
 
 
-def _scrape(ns: str, url: str) -> str:
-    deadline = time.monotonic() + 30
-    while True:
-        done = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", SCRAPE, url],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert done.returncode == 0, done.stderr[-500:]
-    return done.stdout
-
-
 def test_image_runs_as_an_unprivileged_user_and_knows_its_commit(image: str) -> None:
     out = _sh("podman", "run", "--rm", "--network=none", "--entrypoint", "sh", image, "-c",
               "id -u; echo $NUCLAB_COMMIT; nuclab --version").stdout.split()  # fmt: skip
@@ -138,7 +120,7 @@ def test_peers_in_containers_gossip_every_message(image: str, netns: dict) -> No
     while True:
         received = []
         for i in range(3):
-            text = _scrape(netns[f"c{i}"], f"http://10.231.9.{i + 1}:9401/metrics")
+            text = get_in_netns(netns[f"c{i}"], f"http://10.231.9.{i + 1}:9401/metrics", wait=30)
             line = next(
                 x for x in text.splitlines() if x.startswith("nuclab_peer_messages_received_total")
             )
@@ -166,13 +148,7 @@ def test_loadgen_http_in_a_container_loads_a_real_server(
     out.mkdir()
     out.chmod(0o777)  # the image runs as nobody
     url = "http://10.231.9.1:8080/"
-    deadline = time.monotonic() + 30
-    while subprocess.run(
-        ["ip", "netns", "exec", netns["c1"], sys.executable, "-c", SCRAPE, url],
-        capture_output=True, check=False,
-    ).returncode != 0:  # fmt: skip
-        assert time.monotonic() < deadline, "http.server did not answer"
-        time.sleep(0.5)
+    get_in_netns(netns["c1"], url, wait=30)  # http.server answers
     done = _sh(
         "podman", "run", "--rm", "--network", f"ns:/run/netns/{netns['c1']}",
         "-v", f"{out}:/out:Z", image,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import REPO, SIM_INVENTORY, run_playbook
 from tests.integration.realnodes import REAL, REAL_CLIENT
+from tests.integration.scrape import scrape, total
 
 NAMESPACE = "nuclab"
 NAME = "purple-load"
@@ -66,23 +65,18 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         time.sleep(0.5)
 
 
-def samples(url: str) -> list[Any]:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        text = answer.read().decode()
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
-
-
 def requests_answered(pod_ip: str) -> float:
     """The peer's own count of the /echo requests it answered (0 before the first)."""
-    found = samples(f"http://{pod_ip}:{METRICS_PORT}/metrics")
-    return sum(s.value for s in found if s.name == "nuclab_peer_http_requests_total")
+    return total(
+        scrape(f"http://{pod_ip}:{METRICS_PORT}/metrics"), "nuclab_peer_http_requests_total"
+    )
 
 
 def pushed(pod_name: str) -> dict[str, float]:
     """What the load generator pod pushed to the lab's Pushgateway (its group: job, instance)."""
     return {
         s.name: s.value
-        for s in samples(f"{PUSHGATEWAY}/metrics")
+        for s in scrape(f"{PUSHGATEWAY}/metrics")
         if s.labels.get("job") == "nuclab-loadgen" and s.labels.get("instance") == pod_name
         and s.labels.get("experiment") == NAME and s.labels.get("mode") == "http"
     }  # fmt: skip

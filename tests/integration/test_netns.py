@@ -20,14 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.scrape import get_in_netns, samples
 
 DELAYPROXY = Path(__file__).with_name("test_netns_delayproxy.py")
 NUCLAB = [sys.executable, "-m", "nuclab.cli"]
-SCRAPE = (
-    "import sys, urllib.request; "
-    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
-)
 
 
 def _run(*argv: str) -> str:
@@ -109,19 +106,9 @@ class NetLab:
     def scrape(self, ns: str, url: str, wait: float = 10) -> dict[tuple[str, tuple], float]:
         """Samples of a /metrics endpoint inside a namespace: (name, sorted labels) -> value.
         Retries for ``wait`` seconds while the process starts."""
-        deadline = time.monotonic() + wait
-        while True:
-            argv = ["ip", "netns", "exec", ns, sys.executable, "-c", SCRAPE, url]
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if done.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert done.returncode == 0, f"cannot scrape {url}: {done.stderr.strip()[-300:]}"
-        text = done.stdout
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text)
-            for s in fam.samples
+            for s in samples(get_in_netns(ns, url, wait))
         }
 
     def close(self) -> None:

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
+from tests.integration.scrape import samples
 
 # The tools image (NUCLAB_TOOLS_IMAGE builds and uses another name, e.g. beside a lab that
 # runs the standard one).
@@ -87,12 +87,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def _counters(text: str) -> dict[str, float]:
-    return {
-        s.name: s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-        if fam.type in ("counter", "gauge")
-    }
+    return {s.name: s.value for s in samples(text)}
 
 
 def _cgroup(pid: int, controller: str) -> Path:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tests.integration.realnodes import (
     running_pods,
     wait_for,
 )
+from tests.integration.scrape import scrape, total
 
 
 @pytest.fixture(scope="module")
@@ -287,19 +287,8 @@ def test_latency_on_nodes_without_netem_is_refused_before_anything_starts(
 
 
 def _peer_counters(pod_ip: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://{pod_ip}:9464/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in (
-                "nuclab_peer_messages_sent_total",
-                "nuclab_peer_messages_received_total",
-            ):
-                found[sample.name.split("_")[3]] = sample.value
-    return found
+    found = scrape(f"http://{pod_ip}:9464/metrics")
+    return {key: total(found, f"nuclab_peer_messages_{key}_total") for key in ("sent", "received")}
 
 
 def _memory_peak_mib(uid: str) -> float:

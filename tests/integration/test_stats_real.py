@@ -9,16 +9,15 @@ compared with the endpoints read directly from the pods' IPs (the host reaches t
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.realnodes import REAL, nuclab, wait_for
 from tests.integration.realnodes import pods as peer_pods
+from tests.integration.scrape import get, samples, scrape, total
 
 PEERS = 4
 
@@ -37,17 +36,11 @@ def rtt(core_api: Any) -> Iterator[Any]:
     nuclab("delete", "rtt", "--no-export", "-q", check=False)
 
 
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()
-
-
 def _rtt_series(text: str) -> dict[tuple[str, str], float]:
     """(source, target) -> observations of the probe's RTT histogram."""
     return {
         (s.labels["source"], s.labels["target"]): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
+        for s in samples(text)
         if s.name == "nuclab_peer_rtt_seconds_count"
     }
 
@@ -78,7 +71,7 @@ def test_the_probe_sidecar_runs_beside_the_peer_and_measures_rtt_between_real_po
         for pod in pods:
             try:
                 seen[pod.metadata.name] = _rtt_series(
-                    _get(f"http://{pod.status.pod_ip}:9465/metrics")
+                    get(f"http://{pod.status.pod_ip}:9465/metrics")
                 )
             except OSError:
                 return None
@@ -116,10 +109,8 @@ def test_stats_reads_the_real_peers_and_probes_through_the_api(rtt: Any) -> None
     # the same counters, read directly from the pods now, are at least what stats saw
     sent_now = 0.0
     for pod in peer_pods(rtt, "rtt"):
-        for fam in text_string_to_metric_families(_get(f"http://{pod.status.pod_ip}:9464/metrics")):
-            sent_now += sum(
-                s.value for s in fam.samples if s.name == "nuclab_peer_messages_sent_total"
-            )
+        found = scrape(f"http://{pod.status.pod_ip}:9464/metrics")
+        sent_now += total(found, "nuclab_peer_messages_sent_total")
     # 2 messages a second a peer, a few seconds later
     assert data["sent"] <= sent_now <= data["sent"] + PEERS * 2 * 30
 
