@@ -2,8 +2,10 @@
 
 Creates E experiments of P peers (default 50 x 20) with plain helm installs of the experiment
 chart (setup, untimed), then times each listing R times, interleaved, and prints medians.
-Pods beyond the simulated lab's capacity (4 workers x 110 pods) stay Pending: both commands
-read the StatefulSets only, so that does not change what is measured.
+The peers are pinned to the kwok nodes (`node-kind=kwok`): started on the real nodes, a thousand
+of them would load the machine that runs the listings. Pods beyond the kwok workers' capacity
+(2 x 110 pods in inventory/sim) stay Pending: both commands read the StatefulSets only, so that
+does not change what is measured.
 
     .venv/bin/python bench/experiment_list.py [--experiments 50] [--peers 20] [--runs 10] [--keep]
 """
@@ -22,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from nuclab import spec
+from nuclab import paths, spec
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache/nuclab")) / "tools/bin"
+TOOLS = paths.tools_bin()
 KUBECONFIG = REPO / "inventory/sim/artifacts/kubeconfig"
 BIN = Path(sys.executable).parent
 NAMESPACE = "nuclab"
@@ -44,7 +46,17 @@ def helm(*args: str) -> None:
 
 
 def install(name: str, peers: int, tmp: Path, chart: str) -> None:
-    values = spec.to_values(spec.parse({"name": name, "peers": peers, "cpu": 0.001, "ram": 8}))
+    values = spec.to_values(
+        spec.parse(
+            {
+                "name": name,
+                "peers": peers,
+                "cpu": 0.001,
+                "ram": 8,
+                "node_labels": {"node-kind": "kwok"},
+            }
+        )
+    )
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(values))
     helm("upgrade", "--install", spec.fullname(name), chart,

@@ -382,6 +382,7 @@ def sim_node(node: LabNode, kubernetes_version: str, arch: str = "amd64") -> dic
                 "kubernetes.io/arch": arch,
                 "type": "kwok",
                 SIM_LABEL: "true",
+                KIND_LABEL: "kwok",  # as the real nodes' kubelets say node-kind=real
                 # what K3s puts on its servers (the lab never manages these)
                 **(
                     {
@@ -432,7 +433,8 @@ def sim_node_plan(
             create.append(definition)
             continue
         capacity = (have.get("status") or {}).get("capacity") or {}
-        if not _is_kwok(have) or _amounts(capacity) != _amounts(node.capacity):
+        kind = (have["metadata"].get("labels") or {}).get(KIND_LABEL)
+        if not _is_kwok(have) or kind != "kwok" or _amounts(capacity) != _amounts(node.capacity):
             recreate.append(definition)
     kwok = {node.name for node in nodes if node.kind == "kwok"}
     real = {node.name for node in nodes if node.kind == "real"}

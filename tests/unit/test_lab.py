@@ -175,10 +175,19 @@ def test_sim_plan_creates_missing_recreates_resized_and_deletes_unlisted_simulat
     assert plan["delete"] == ["gone"]
 
 
+def test_sim_plan_recreates_a_kwok_node_made_before_it_carried_its_kind_label():
+    nodes = lab.lab_nodes(hostvars(), ["m"], GROUPS)
+    old = lab.sim_node(nodes[0], "v1.35.4")
+    del old["metadata"]["labels"]["nuclab.io/node-kind"]
+    plan = lab.sim_node_plan([old], nodes, "v1.35.4")
+    assert [n["metadata"]["name"] for n in plan["recreate"]] == ["m"]
+
+
 def test_sim_node_carries_the_inventory_capacity_and_the_kwok_annotation():
     node = lab.lab_node("b", hostvars(b={"node_capacity": {"nvidia.com/gpu": 1}})["b"], GROUPS)
     obj = lab.sim_node(node, "v1.35.4")
     assert obj["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+    assert obj["metadata"]["labels"]["nuclab.io/node-kind"] == "kwok"
     assert obj["status"]["capacity"] == {
         "cpu": "4",
         "memory": "16Gi",
