@@ -268,26 +268,33 @@ def tools_helm() -> Path:
 @dataclass(frozen=True)
 class Target:
     """Where a play of this inventory finds the experiments: the lab's kubeconfig (the file
-    may not exist yet) and the experiments' namespace."""
+    may not exist yet) and the experiments' namespace; and where the export role finds the
+    lab's Prometheus and Loki ("" when the inventory names none)."""
 
     kubeconfig: Path
     namespace: str
+    prometheus_url: str = ""
+    loki_url: str = ""
 
 
 def lab_target(inventory: Path, repo: Path) -> Target:
-    """The role's ``experiment_kubeconfig`` (by default the inventory's ``lab_kubeconfig``) and
-    ``experiment_namespace``, as the inventory sets them, else the role's defaults; the
-    kubeconfig falls back to ``<inventory>/artifacts/kubeconfig`` when the inventory names none
-    that Ansible can work out without a play."""
+    """The role's ``experiment_kubeconfig`` (by default the inventory's ``lab_kubeconfig``),
+    ``experiment_namespace``, ``lab_prometheus_url`` and ``lab_loki_url``, as the inventory sets
+    them, else the role's defaults; the kubeconfig falls back to ``<inventory>/artifacts/
+    kubeconfig`` when the inventory names none that Ansible can work out without a play."""
     defaults = role_defaults(repo)
-    keys = ("experiment_kubeconfig", "lab_kubeconfig")
+    kube_keys = ("experiment_kubeconfig", "lab_kubeconfig")
+    urls = ("lab_prometheus_url", "lab_loki_url")
     found = {}
-    for key in ("experiment_namespace", *keys):  # one at a time: each may need a play
+    for key in ("experiment_namespace", *kube_keys, *urls):  # one at a time: each may need a play
         found.update(inventory_vars(inventory, (key,), repo=repo) or {})
     check_settings(found)
-    for key in keys:
+    for key in kube_keys:
         if key in found and not isinstance(found[key], str | None):
             raise ValidationError(key, found[key], "a path (in the inventory)")
+    for key in urls:
+        if key in found and not isinstance(found[key], str | None):
+            raise ValidationError(key, found[key], "an http:// or https:// URL (in the inventory)")
     named = found.get("experiment_kubeconfig") or found.get("lab_kubeconfig")
     if named:
         kubeconfig = Path(named).expanduser()
@@ -297,6 +304,8 @@ def lab_target(inventory: Path, repo: Path) -> Target:
     return Target(
         kubeconfig=kubeconfig,
         namespace=str(found.get("experiment_namespace") or defaults["experiment_namespace"]),
+        prometheus_url=found.get("lab_prometheus_url") or "",
+        loki_url=found.get("lab_loki_url") or "",
     )
 
 

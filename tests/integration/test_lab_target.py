@@ -3,8 +3,10 @@ experiment_namespace, as Ansible reads them, on the simulated lab.
 
 An inventory (a copy of inventory/sim) whose experiments live in a namespace of their own and
 whose kubeconfig is not in its artifacts/ folder: `nuclab list` there is an empty table before
-the first experiment (the namespace does not exist yet), and create, list, stats, scale and
-delete all act on that namespace, through the CLI's own path and through the playbook.
+the first experiment (the namespace does not exist yet), and create, list, stats, scale, export
+and delete all act on that namespace, through the CLI's own path and through the playbook.
+`nuclab export` also finds the lab's Prometheus there (lab_prometheus_url: a real Prometheus
+holding the experiment's series), as the export role does.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from tests.harness.prometheus import local_prometheus
 from tests.integration.conftest import SIM_INVENTORY, ansible_env
 
 NAME = "elsewhere"
@@ -26,13 +30,30 @@ TEAM = "nuclab-team-t"
 
 
 @pytest.fixture
-def inventory(sim_lab: Path, tmp_path: Path) -> Iterator[Path]:
+def prometheus(tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus holding a counter of the experiment's peer from 10 min ago to in 30."""
+    now = int(time.time())
+    peer = (("experiment", NAME), ("namespace", TEAM), ("pod", f"nuclab-exp-{NAME}-0"))
+    data = {
+        ("nuclab_peer_messages_sent_total", peer): [
+            (t, float(i)) for i, t in enumerate(range(now - 600, now + 1800, 15))
+        ]
+    }
+    work = tmp_path / "prometheus"
+    work.mkdir()
+    with local_prometheus(work, data) as url:
+        yield url
+
+
+@pytest.fixture
+def inventory(sim_lab: Path, prometheus: str, tmp_path: Path) -> Iterator[Path]:
     copy = tmp_path / "inventory"
     copy.mkdir()
     shutil.copy(SIM_INVENTORY / "hosts.yml", copy / "hosts.yml")
     shutil.copytree(SIM_INVENTORY / "group_vars", copy / "group_vars")
     (copy / "group_vars" / "all" / "team.yml").write_text(
         f"lab_kubeconfig: {sim_lab}\nexperiment_namespace: {TEAM}\n"
+        f"lab_prometheus_url: {prometheus}\n"
     )
     yield copy
     core = client.CoreV1Api(config.new_client_from_config(str(sim_lab)))
@@ -81,6 +102,16 @@ def test_every_command_uses_the_inventorys_kubeconfig_and_namespace(
     assert scaled.returncode == 0, scaled.stderr
     rows = json.loads(nuclab(inventory, "list", "-o", "json").stdout)
     assert [(r["experiment"], r["scale"], r["running"]) for r in rows] == [(NAME, 1, 1)]
+
+    # the window from the release in TEAM, the series from the inventory's Prometheus
+    dataset = inventory.parent / "dataset"
+    exported = nuclab(inventory, "export", NAME, "-o", str(dataset), "--step", "15")
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert manifest["window"]["source"] == "helm-release"
+    assert manifest["release"]["namespace"] == TEAM
+    assert {p["name"] for p in manifest["pods"]} == {f"nuclab-exp-{NAME}-0"}
+    assert (dataset / "metrics" / "nuclab_peer_messages_sent_total.parquet").is_file()
 
     deleted = nuclab(inventory, "delete", NAME, "-q", "--no-export")
     assert deleted.returncode == 0, deleted.stderr

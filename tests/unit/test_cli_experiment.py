@@ -372,3 +372,35 @@ def test_create_has_a_flag_for_each_field_with_one_and_its_range_in_the_help() -
     text = " ".join(create.format_help().split())
     assert "--cpu CPU CPU limit per peer in cores (0.05 = 5%): > 0 to 64 in steps of 0.001" in text
     assert f"--peers PEERS number of peers: 1 to {cmd.spec.PEERS_MAX}" in text
+
+
+def test_export_finds_the_lab_and_its_prometheus_where_the_export_role_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuclab.commands import export
+
+    for key in ("NUCLAB_INVENTORY", "NUCLAB_PROMETHEUS_URL", "NUCLAB_LOKI_URL"):
+        monkeypatch.delenv(key, raising=False)
+    named = tmp_path / "named"
+    (named / "group_vars").mkdir(parents=True)
+    (named / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
+    (named / "group_vars/all.yml").write_text(
+        "lab_kubeconfig: '{{ inventory_dir }}/admin.kubeconfig'\n"
+        "experiment_namespace: team-a\n"
+        "lab_prometheus_url: 'http://{{ \"10.0.0.1\" }}:30090'\n"
+    )
+    (named / "admin.kubeconfig").write_text("{}")
+    # the window from the release: the inventory's lab, namespace and Prometheus, no Loki
+    assert export._lab(parse("export", "p", "-i", str(named))) == (
+        str(named / "admin.kubeconfig"), "team-a", "http://10.0.0.1:30090", ""
+    )  # fmt: skip
+    # what is given wins
+    given = parse("export", "p", "-i", str(named), "-n", "b", "--prometheus-url", "http://p",
+                  "--loki-url", "http://l")  # fmt: skip
+    assert export._lab(given) == (str(named / "admin.kubeconfig"), "b", "http://p", "http://l")
+    # a fixed window with nothing named reads no lab (not even the repository's inventory/sim)
+    fixed = parse("export", "p", "--start", "1", "--end", "2", "--prometheus-url", "http://p")
+    assert export._lab(fixed) == (None, "nuclab", "http://p", "")
+    # ... unless one is named
+    monkeypatch.setenv("NUCLAB_INVENTORY", str(named))
+    assert export._lab(fixed)[:3] == (str(named / "admin.kubeconfig"), "team-a", "http://p")

@@ -10,14 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from nuclab import spec
 from nuclab.errors import NotFoundError, NuclabError
+from nuclab.experiments import EXPERIMENT_LABEL
 
-HELM_NAMESPACE = "nuclab"
-EXPERIMENT_LABEL = "nuclab.io/experiment"
-
-
-def release_name(experiment: str) -> str:
-    return f"nuclab-exp-{experiment}"
+HELM_NAMESPACE = "nuclab"  # the experiment role's default experiment_namespace
 
 
 def parse_time(text: str) -> datetime:
@@ -58,7 +55,7 @@ class ReleaseInfo:
 
 
 def read_release(core: Any, experiment: str, namespace: str = HELM_NAMESPACE) -> ReleaseInfo:
-    name = release_name(experiment)
+    name = spec.fullname(experiment)
     secrets = core.list_namespaced_secret(namespace, label_selector=f"owner=helm,name={name}").items
     if not secrets:
         raise NotFoundError(
