@@ -87,6 +87,17 @@ def test_podmonitor_labels_targets_with_the_experiment(values: dict[str, Any]) -
         assert endpoint["metricRelabelings"] == endpoints[0]["metricRelabelings"]
 
 
+def test_the_podmonitor_follows_the_inventorys_experiment_namespace(
+    values: dict[str, Any], tmp_path: Path
+) -> None:
+    assert values["podmonitor-nuclab-experiments.yaml"]["spec"]["namespaceSelector"] == {
+        "matchNames": ["nuclab"]
+    }
+    team = render_values(tmp_path, extra_vars={"experiment_namespace": "nuclab-team-t"})
+    selector = team["podmonitor-nuclab-experiments.yaml"]["spec"]["namespaceSelector"]
+    assert selector == {"matchNames": ["nuclab-team-t"]}
+
+
 def test_loki_is_monolithic_on_the_filesystem(values: dict[str, Any]) -> None:
     loki = values["loki.yaml"]
     assert loki["deploymentMode"] == "Monolithic"
