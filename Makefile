@@ -43,16 +43,19 @@ sim-down: ## Stop the simulated lab and remove its state
 	@if [ -x $(VENV)/bin/ansible-playbook ]; then ansible-playbook -i $(SIM) playbooks/sim_down.yml; \
 	else echo "no .venv: nothing was set up, nothing to stop"; fi
 
-# The tiers that need no lab (unit and chart tests; the K3s roles on podman hosts) run beside the
-# lab's tier: the `sim` scenario (sim-down, site.yml from nothing, idempotence, verify), the
-# `experiment` scenario and the integration tests on the lab it left up, then sim-down, which
-# checks that it left nothing behind. tools/test-tiers.sh streams the lab's tier and prints the
-# other two when it ends.
+# The tiers that need no lab (unit, chart and lab-less integration tests; the K3s roles on podman
+# hosts) run beside the lab's tier: the `sim` scenario (sim-down, site.yml from nothing,
+# idempotence, verify), the `experiment` scenario and the integration tests on the lab it left
+# up, then sim-down, which checks that it left nothing behind. tools/test-tiers.sh streams the
+# lab's tier and prints the other two when it ends.
 test: setup lint ## Run every test tier (lint, unit, chart, molecule, integration)
 	@bash tools/test-tiers.sh
 
+# The integration tests that need no lab (marked by tests/integration/conftest.py) run in this
+# tier, beside the lab's; `-m sim` selects the others for test-lab.
 test-unit:
-	pytest tests/unit tests/chart
+	@rc=0; pytest tests/unit tests/chart || rc=$$?; \
+	pytest tests/integration -m "not sim" --durations=10 || rc=$$?; exit $$rc
 
 test-podman:
 	molecule test -s k3s-agents
@@ -61,7 +64,7 @@ test-podman:
 test-lab:
 	molecule test -s sim
 	molecule test -s experiment
-	@rc=0; pytest tests/integration --durations=25 || rc=$$?; \
+	@rc=0; pytest tests/integration -m sim --durations=25 || rc=$$?; \
 	ansible-playbook -i $(SIM) playbooks/sim_down.yml || rc=$$?; exit $$rc
 
 lint: ## yamllint, ansible-lint (production profile), ruff, helm lint

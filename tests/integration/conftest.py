@@ -20,6 +20,22 @@ SIM_INVENTORY = REPO / "inventory" / "sim"
 SIM_KUBECONFIG = SIM_INVENTORY / "artifacts" / "kubeconfig"
 
 
+# Tests that build the tools image under the name the simulated lab builds and runs: they stay in
+# the lab's tier, never beside a site.yml that builds it too.
+BUILDS_THE_LAB_IMAGE = ("test_image.py", "test_peer_containers.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``sim`` what runs in the lab's tier: every test that uses the simulated lab (its
+    ``sim_lab`` fixture, directly or through another fixture), or builds the lab's image. The
+    rest (real Prometheus, Kafka, Pushgateway, network namespaces, no cluster) runs in the tier
+    beside it (``make test-unit``: ``pytest tests/integration -m "not sim"``)."""
+    for item in items:
+        uses_lab = "sim_lab" in getattr(item, "fixturenames", ())
+        if uses_lab or item.path.name in BUILDS_THE_LAB_IMAGE:
+            item.add_marker(pytest.mark.sim)
+
+
 def ansible_env() -> dict[str, str]:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")

@@ -44,6 +44,12 @@ def aimed_at_running_lab() -> list[str]:
     ]
 
 
+# The plays of site.yml that read the inventory's hosts (cluster.yml acts on bare-metal labs only;
+# monitoring and Kafka are installed once for the lab, whatever its nodes): what a changed host
+# list runs through, at a third of site.yml's time.
+NODE_PLAYS = ("playbooks/preflight.yml", "playbooks/sim.yml", "playbooks/labels.yml")
+
+
 def nodes(core_api) -> dict[str, Any]:
     return {n.metadata.name: n for n in core_api.list_node().items}
 
@@ -138,7 +144,7 @@ def test_adding_a_host_and_resizing_one_recreates_only_what_changed(core_api, tm
     before = nodes(core_api)
     edited = copy_inventory(tmp_path, hosts)
     try:
-        run_playbook("site.yml", *aimed_at_running_lab(), inventory=edited)
+        run_playbook(*NODE_PLAYS, *aimed_at_running_lab(), inventory=edited)
         found = nodes(core_api)
         assert found["nuc-3"].status.capacity["memory"] == "8Gi"
         assert found["nuc-6"].status.capacity["cpu"] == "2"
@@ -147,7 +153,7 @@ def test_adding_a_host_and_resizing_one_recreates_only_what_changed(core_api, tm
         assert found["nuc-2"].metadata.uid == before["nuc-2"].metadata.uid
         assert found["nuc-3"].metadata.uid != before["nuc-3"].metadata.uid
     finally:
-        run_playbook("site.yml")
+        run_playbook(*NODE_PLAYS)
     found = nodes(core_api)
     assert "nuc-6" not in found
     assert found["nuc-3"].status.capacity["memory"] == "16Gi"
