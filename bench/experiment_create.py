@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from nuclab import deploy, spec
+from nuclab import deploy, paths, spec
 from nuclab.kube import Kube
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = Path(os.environ.get("NUCLAB_CACHE", Path.home() / ".cache/nuclab")) / "tools/bin"
+TOOLS = paths.tools_bin()
 BIN = Path(sys.executable).parent
 NAME = "bench"
 NAMESPACE = "nuclab"
