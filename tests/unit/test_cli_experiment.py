@@ -202,6 +202,14 @@ def test_progress_prints_tasks_and_keeps_the_failure() -> None:
     assert progress.failure == "experiment 'p': 2 of 5"
 
 
+def _inventory(root: Path, group_vars_all: str) -> Path:
+    """An inventory of localhost and host a whose group_vars/all.yml is ``group_vars_all``."""
+    (root / "group_vars").mkdir(parents=True)
+    (root / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n    a:\n")
+    (root / "group_vars/all.yml").write_text(group_vars_all)
+    return root
+
+
 def test_the_lab_is_found_where_the_inventory_says(tmp_path: Path) -> None:
     # an inventory that names no kubeconfig: its artifacts/kubeconfig, once the lab wrote it
     inventory = tmp_path / "inv"
@@ -214,12 +222,10 @@ def test_the_lab_is_found_where_the_inventory_says(tmp_path: Path) -> None:
     )  # fmt: skip
 
     # one that names them (templated by Ansible): what experiment.yml uses, the CLI uses
-    named = tmp_path / "named"
-    (named / "group_vars").mkdir(parents=True)
-    (named / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n    a:\n")
-    (named / "group_vars/all.yml").write_text(
+    named = _inventory(
+        tmp_path / "named",
         "lab_kubeconfig: '{{ inventory_dir }}/secret/admin.kubeconfig'\n"
-        "experiment_namespace: team-a\n"
+        "experiment_namespace: team-a\n",
     )
     (named / "secret").mkdir()
     (named / "secret/admin.kubeconfig").write_text("{}")
@@ -381,13 +387,11 @@ def test_export_finds_the_lab_and_its_prometheus_where_the_export_role_does(
 
     for key in ("NUCLAB_INVENTORY", "NUCLAB_PROMETHEUS_URL", "NUCLAB_LOKI_URL"):
         monkeypatch.delenv(key, raising=False)
-    named = tmp_path / "named"
-    (named / "group_vars").mkdir(parents=True)
-    (named / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
-    (named / "group_vars/all.yml").write_text(
+    named = _inventory(
+        tmp_path / "named",
         "lab_kubeconfig: '{{ inventory_dir }}/admin.kubeconfig'\n"
         "experiment_namespace: team-a\n"
-        "lab_prometheus_url: 'http://{{ \"10.0.0.1\" }}:30090'\n"
+        "lab_prometheus_url: 'http://{{ \"10.0.0.1\" }}:30090'\n",
     )
     (named / "admin.kubeconfig").write_text("{}")
     # the window from the release: the inventory's lab, namespace and Prometheus, no Loki
