@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shlex
+import socket
 import stat
 from pathlib import Path
 
+import testinfra
 import yaml
 
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -188,16 +192,60 @@ def test_raspberry_pi_cgroup_arguments_are_added_once(host) -> None:
     assert words[0] == "console=serial0,115200"  # the rest of the line is kept
 
 
-def test_active_firewall_has_the_k3s_ports_open(host) -> None:
+def _address(node) -> str:
+    """The address of the node's default route: what the role opens the node ports to."""
+    return node.check_output("ip -4 route get 1.1.1.1").split(" src ")[1].split()[0]
+
+
+def _listen(node, port: int) -> None:
+    """A TCP listener on every address of the node, for two minutes."""
+    code = f"import socket,time; s=socket.create_server(('', {port})); s.listen(); time.sleep(120)"
+    run = node.run(f"setsid -f python3 -c {shlex.quote(code)} >/dev/null 2>&1; sleep 0.5")
+    assert run.rc == 0, run.stderr
+
+
+def _connects(address: str, port: int, source=None) -> bool:
+    """Whether a TCP connection to address:port opens within 3 s (from source, a host, or here)."""
+    code = f"import socket; socket.create_connection(({address!r}, {port}), timeout=3).close()"
+    if source is not None:
+        return source.run(f"python3 -c {shlex.quote(code)}").rc == 0
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_active_firewall_opens_the_node_ports_to_the_labs_nodes_only(host) -> None:
     if not host.lab.get("prepare_ufw_active"):
         return
     rules = host.check_output("ufw status")
-    for port in ("10250/tcp", "8472/udp"):
-        assert f"{port}" in rules
     assert "10.42.0.0/16" in rules
     assert "10.43.0.0/16" in rules
+    for line in rules.splitlines():  # no node port is open to any source
+        if line.startswith(("10250/tcp", "8472/udp", "51820/udp", "2379:2380/tcp")):
+            assert "Anywhere" not in line, rules
+    nodes = [testinfra.get_host(f"podman://{n}") for n in sorted(host.lab["groups"]["k3s_cluster"])]
+    others = [n for n in nodes if n.backend.get_hostname() != host.backend.get_hostname()]
+    address = _address(host)
+    for node in nodes:  # each node's address, on every node port
+        for port in ("10250/tcp", "8472/udp", "51820/udp"):
+            assert re.search(rf"^{port} +ALLOW +{re.escape(_address(node))} ", rules, re.M), rules
+    # The kubelet's port, for real: a listener on it here and on another node (no firewall
+    # there). This machine, whose address is no node's, reaches the other node's (so it reaches
+    # the hosts' network) but not this one's; the other node reaches this one's.
+    other = others[0]
+    for node in (host, other):
+        _listen(node, 10250)
+    try:
+        assert _connects(_address(other), 10250)
+        assert not _connects(address, 10250)
+        assert _connects(address, 10250, other)
+    finally:
+        for node in (host, other):
+            node.run("pkill -f socket.create_server")
     if "server" in _groups(host):
-        assert "6443/tcp" in rules
+        assert re.search(r"^6443/tcp +ALLOW +Anywhere", rules, re.M), rules
 
 
 def test_kubeconfig_artifact_is_0600_and_points_at_the_api_endpoint() -> None:

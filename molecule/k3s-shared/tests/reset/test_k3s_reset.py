@@ -51,6 +51,7 @@ def test_kernel_arguments_and_firewall_rules_are_undone(host) -> None:
         rules = host.check_output("ufw status")
         assert "Status: active" in rules
         assert "10250/tcp" not in rules
+        assert "nuclab-k3s" not in rules
         assert "10.42.0.0/16" not in rules
 
 
