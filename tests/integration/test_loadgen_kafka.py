@@ -83,9 +83,14 @@ def finish(proc: subprocess.Popen[str]) -> str:
 
 
 # The grid stays within what one 2-core machine running broker, producer and consumer sustains
-# (about 60 MB/s of 16 KiB messages with nothing else running; see docs/benchmarks.md).
-@pytest.mark.parametrize("size", [1024, 8 * 1024], ids=["1KiB", "8KiB"])
-@pytest.mark.parametrize("rate", [1000, 4000])
+# (about 60 MB/s of 16 KiB messages with nothing else running; see docs/benchmarks.md) while
+# make test runs the lab's tier beside this one: at most 16 MB/s. 4000 x 8 KiB (32 MB/s) fell
+# 4.5 % short there once (3820 msg/s), although it holds on a quiet machine.
+@pytest.mark.parametrize(
+    ("rate", "size"),
+    [(1000, 1024), (4000, 1024), (1000, 8 * 1024), (2000, 8 * 1024)],
+    ids=["1000-1KiB", "4000-1KiB", "1000-8KiB", "2000-8KiB"],
+)
 def test_achieved_rate_is_within_2_percent_and_the_consumer_sees_every_message(
     broker: LocalBroker, tmp_path: Path, rate: int, size: int
 ) -> None:

@@ -216,9 +216,10 @@ def test_delay_proxy_adds_exactly_the_configured_delay_per_direction(delay: floa
         echo.close()
     rtts.sort()
     median = rtts[len(rtts) // 2]
-    # Ground truth for the probe tests: the proxy adds under 1.5 ms of its own per round
-    # trip (Python wake-ups; ~0.4 ms on an idle machine), inside their tolerance of 5% of 50 ms.
-    assert 2 * delay <= median < 2 * delay + 0.0015, rtts
+    # Ground truth for the probe tests: the proxy adds less of its own per round trip (Python
+    # wake-ups: ~0.4 ms on an idle machine, 1.8 ms beside the lab's tier of make test) than
+    # their tolerance of 5% of 50 ms.
+    assert 2 * delay <= median < 2 * delay + 0.05 * 0.05, rtts
 
 
 if __name__ == "__main__":
