@@ -93,6 +93,13 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
         time.sleep(0.5)
 
 
+def summary(pattern: re.Pattern[str], log: str) -> tuple[float, ...]:
+    """The load generator's summary line: achieved rate, completed, errors."""
+    found = pattern.search(log)
+    assert found, log
+    return tuple(float(g.replace(",", "")) for g in found.groups())
+
+
 def requests_answered(pod_ip: str) -> float:
     """The peer's own count of the /echo requests it answered (0 before the first)."""
     return total(
@@ -175,9 +182,7 @@ def test_the_load_generator_runs_once_on_the_real_client_and_its_requests_reach_
 
     # the Job really ran: one attempt, which held the rate (the exit code is the verdict)
     log = api.finished(job, pod, timeout=SECONDS + 120)
-    found = SUMMARY.search(log)
-    assert found, log
-    achieved, ok, errors = (float(g.replace(",", "")) for g in found.groups())
+    achieved, ok, errors = summary(SUMMARY, log)
     assert errors == 0 and ok == RATE * SECONDS, log
     assert abs(achieved - RATE) <= 0.02 * RATE, log
     # ... and pushed to the lab's Pushgateway, through the Service's name and the Job's policy
@@ -256,9 +261,7 @@ def test_the_kafka_load_generator_on_the_real_client_produces_to_the_labs_broker
     ]  # fmt: skip
 
     log = api.finished(job, pod, timeout=KAFKA_SECONDS + 120)
-    found = KAFKA_SUMMARY.search(log)
-    assert found, log
-    achieved, ok, errors = (float(g.replace(",", "")) for g in found.groups())
+    achieved, ok, errors = summary(KAFKA_SUMMARY, log)
     assert errors == 0 and ok == KAFKA_RATE * KAFKA_SECONDS, log
     assert abs(achieved - KAFKA_RATE) <= 0.02 * KAFKA_RATE, log
     # every message the broker acknowledged is on the topic, at the spec's size
