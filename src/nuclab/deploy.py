@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from nuclab import experiments, paths, spec
+from nuclab import experiments, groups, paths, spec
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.kube import ApiError, Kube, LabError, selector
 
@@ -149,12 +149,12 @@ def _ansible_plugins() -> None:
     init_plugin_loader()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Ansible's tagged values as plain Python data (what a YAML file would have given)."""
     if isinstance(value, Mapping):
-        return {_plain(k): _plain(v) for k, v in value.items()}
+        return {plain(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     for kind in (bool, int, float, str):
         if isinstance(value, kind):
             return kind(value)
@@ -231,7 +231,7 @@ def _ansible_vars(inventory: Path) -> Callable[[str], Any] | None:
         if key not in found:
             return _UNSET
         try:
-            return _plain(templar.template(found[key]))
+            return plain(templar.template(found[key]))
         except (AnsibleTemplateError, AnsibleVaultError):  # undefined, vaulted: a play's work
             return _UNRESOLVED
 
@@ -277,12 +277,13 @@ class Target:
     loki_url: str = ""
 
 
-def lab_target(inventory: Path, repo: Path) -> Target:
+def lab_target(inventory: Path, repo: Path, kubeconfig: Path | None = None) -> Target:
     """The role's ``experiment_kubeconfig`` (by default the inventory's ``lab_kubeconfig``),
     ``experiment_namespace``, ``lab_prometheus_url`` and ``lab_loki_url``, as the inventory sets
     them, else the role's defaults; the kubeconfig falls back to ``<inventory>/artifacts/
-    kubeconfig`` when the inventory names none that Ansible can work out without a play."""
-    defaults = role_defaults(repo)
+    kubeconfig`` when the inventory names none that Ansible can work out without a play.
+    ``kubeconfig`` (the CLI's ``--kubeconfig``) wins over the inventory's. The namespace, where
+    the inventory sets none, is the kubeconfig's context's (a research group's), else nuclab."""
     kube_keys = ("experiment_kubeconfig", "lab_kubeconfig")
     urls = ("lab_prometheus_url", "lab_loki_url")
     found = {}
@@ -296,14 +297,16 @@ def lab_target(inventory: Path, repo: Path) -> Target:
         if key in found and not isinstance(found[key], str | None):
             raise ValidationError(key, found[key], "an http:// or https:// URL (in the inventory)")
     named = found.get("experiment_kubeconfig") or found.get("lab_kubeconfig")
-    if named:
+    if kubeconfig is not None:
+        kubeconfig = kubeconfig.expanduser()
+    elif named:
         kubeconfig = Path(named).expanduser()
     else:
         root = inventory if inventory.is_dir() else inventory.parent
         kubeconfig = root / "artifacts" / "kubeconfig"
     return Target(
         kubeconfig=kubeconfig,
-        namespace=str(found.get("experiment_namespace") or defaults["experiment_namespace"]),
+        namespace=str(found.get("experiment_namespace") or groups.kubeconfig_namespace(kubeconfig)),
         prometheus_url=found.get("lab_prometheus_url") or "",
         loki_url=found.get("lab_loki_url") or "",
     )
@@ -325,7 +328,8 @@ def lab_settings(inventory: Path, repo: Path) -> Settings | None:
         helm = str(tools_helm()) if tools_helm().is_file() else "helm"
     pod_monitor = merged["experiment_pod_monitor"]
     return Settings(
-        namespace=str(merged["experiment_namespace"]),
+        # the role's default is the kubeconfig's namespace: the CLI sets it from lab_target
+        namespace=str(given.get("experiment_namespace") or groups.DEFAULT_NAMESPACE),
         defaults=dict(merged.get("experiment_defaults") or {}),
         chart_values=dict(merged.get("experiment_chart_values") or {}),
         pod_monitor=str(pod_monitor).lower() if isinstance(pod_monitor, bool) else pod_monitor,

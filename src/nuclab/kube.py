@@ -35,6 +35,13 @@ class ApiError(LabError):
 
     def __init__(self, status: int, reason: str, path: str) -> None:
         self.status = status
+        if status == 403:  # the user's to fix (another namespace, another kubeconfig): exit 2
+            self.exit_code = 2
+            super().__init__(
+                f"the lab's API answered 403 Forbidden to {path}: this kubeconfig may not do "
+                "that (a research group's acts only in its own namespace)"
+            )
+            return
         super().__init__(f"the lab's API answered {status} {reason} to {path}")
 
 

@@ -90,12 +90,14 @@ def test_podmonitor_labels_targets_with_the_experiment(values: dict[str, Any]) -
 def test_the_podmonitor_follows_the_inventorys_experiment_namespace(
     values: dict[str, Any], tmp_path: Path
 ) -> None:
+    # the operator's namespace and each research group's (inventory/sim's lab_groups)
+    groups = ["nuclab-alpha", "nuclab-beta"]
     assert values["podmonitor-nuclab-experiments.yaml"]["spec"]["namespaceSelector"] == {
-        "matchNames": ["nuclab"]
+        "matchNames": ["nuclab", *groups]
     }
     team = render_values(tmp_path, extra_vars={"experiment_namespace": "nuclab-team-t"})
     selector = team["podmonitor-nuclab-experiments.yaml"]["spec"]["namespaceSelector"]
-    assert selector == {"matchNames": ["nuclab-team-t"]}
+    assert selector == {"matchNames": ["nuclab-team-t", *groups]}
 
 
 def test_loki_is_monolithic_on_the_filesystem(values: dict[str, Any]) -> None:

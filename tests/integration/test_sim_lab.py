@@ -6,6 +6,7 @@ are made on a copy of inventory/sim that points at the running lab's state and k
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -200,3 +201,18 @@ def test_bad_inventory_stops_in_preflight_before_anything_changes(case, core_api
     assert "sim_cluster :" not in proc.stdout
     assert not (bad / ".state").exists()
     assert {n: v.metadata.labels for n, v in nodes(core_api).items()} == labels_before
+
+
+def test_bad_research_groups_stop_in_preflight_before_anything_changes(core_api, tmp_path):
+    bad = copy_inventory(tmp_path, sim_hosts())
+    groups = [{"name": "alpha"}, {"name": "beta", "namespace": "nuclab-alpha"}]
+    namespaces = sorted(n.metadata.name for n in core_api.list_namespace().items)
+    given = json.dumps({"lab_groups": groups})
+    proc = run_playbook(
+        "site.yml", *aimed_at_running_lab(), "-e", given, inventory=bad, check=False
+    )
+    assert proc.returncode != 0
+    assert "lab_groups[1].namespace: ''nuclab-alpha'' is not allowed" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "sim_cluster :" not in proc.stdout and "tenancy : Apply" not in proc.stdout
+    assert sorted(n.metadata.name for n in core_api.list_namespace().items) == namespaces

@@ -26,7 +26,8 @@ def test_sim_inventory_settings_are_the_roles() -> None:
     found = deploy.lab_settings(SIM, REPO)
     lab = yaml.safe_load((SIM / "group_vars/all/experiment.yml").read_text())
     assert found is not None
-    assert found.namespace == lab["experiment_namespace"]
+    assert "experiment_namespace" not in lab  # the kubeconfig's: nuclab, or a group's
+    assert found.namespace == "nuclab"
     assert found.defaults == lab["experiment_defaults"]
     assert found.wait_timeout == lab["experiment_wait_timeout"]
     assert found.chart == REPO / "charts" / "experiment"

@@ -80,8 +80,9 @@ def lab_target(args: argparse.Namespace) -> tuple[str | None, str]:
         raise ValidationError("kubeconfig", args.kubeconfig, "an existing kubeconfig file")
     if args.kubeconfig and args.namespace:  # nothing to read from the inventory
         return str(Path(args.kubeconfig).expanduser()), args.namespace
-    found = deploy.lab_target(inventory_dir(args.inventory), repo_dir())
-    kubeconfig = Path(args.kubeconfig).expanduser() if args.kubeconfig else found.kubeconfig
+    given = Path(args.kubeconfig) if args.kubeconfig else None
+    found = deploy.lab_target(inventory_dir(args.inventory), repo_dir(), kubeconfig=given)
+    kubeconfig = found.kubeconfig
     return (str(kubeconfig) if kubeconfig.is_file() else None), args.namespace or found.namespace
 
 
@@ -439,7 +440,8 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool = True) -> None:
     parser.add_argument(
         "-n",
         "--namespace",
-        help="namespace of the experiments (default: the inventory's experiment_namespace, nuclab)",
+        help="namespace of the experiments (default: the inventory's experiment_namespace, else "
+        "the kubeconfig's, as a research group's names it, else nuclab)",
     )
     parser.add_argument(
         "--kubeconfig",
