@@ -93,12 +93,14 @@ def nuclab_sim_kubelet_certs(real_nodes: Any) -> list[dict[str, Any]]:
     return lab.kubelet_certs([lab.RealNode(**n) for n in real_nodes])
 
 
-def nuclab_sim_real_preflight(real_nodes: Any, uid: int, meminfo: str, node_mib: int) -> list[str]:
+def nuclab_sim_real_preflight(
+    real_nodes: Any, uid: int, meminfo: str, node_mib: int, services_mib: int = 0
+) -> list[str]:
     """Why this machine cannot run the real nodes, one message per host."""
     if not isinstance(real_nodes, list):
         raise AnsibleFilterError("nuclab_sim_real_preflight: expected nuclab_sim_real_nodes")
     nodes = [lab.RealNode(**n) for n in real_nodes]
-    return lab.real_node_problems(nodes, int(uid), str(meminfo), int(node_mib))
+    return lab.real_node_problems(nodes, int(uid), str(meminfo), int(node_mib), int(services_mib))
 
 
 def nuclab_sim_system_reserved(node_memory: Any, meminfo: str, eviction_mib: int) -> str | None:

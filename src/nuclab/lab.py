@@ -546,17 +546,19 @@ def system_reserved_memory(node_memory: str, meminfo: str, eviction_mib: int) ->
 
 
 def real_node_problems(
-    nodes: Sequence[RealNode], uid: int, meminfo: str, node_mib: int
+    nodes: Sequence[RealNode], uid: int, meminfo: str, node_mib: int, services_mib: int = 0
 ) -> list[str]:
     """Why this machine cannot run the real nodes, one message per host (empty: it can).
 
-    ``meminfo`` is the text of /proc/meminfo; each node needs ``node_mib`` besides its pods.
+    ``meminfo`` is the text of /proc/meminfo; each node needs ``node_mib`` besides its pods,
+    and the lab's services on this machine that come with real nodes (the Kafka broker, the
+    Pushgateway) ``services_mib`` in all.
     """
     available_kib = 0
     for line in meminfo.splitlines():
         if line.startswith("MemAvailable:"):
             available_kib = int(line.split()[1])
-    need_mib = node_mib * len(nodes)
+    need_mib = node_mib * len(nodes) + services_mib
     problems = []
     for node in nodes:
         if uid != 0:
@@ -566,8 +568,9 @@ def real_node_problems(
             )
         if need_mib * 1024 > available_kib:
             problems.append(
-                f"host {node.name}: sim_node_kind: real: {len(nodes)} real nodes need about "
-                f"{need_mib} MiB besides their pods, this machine has {available_kib // 1024} "
-                "MiB available (make fewer hosts real, or lower sim_cluster_real_node_mib)"
+                f"host {node.name}: sim_node_kind: real: {len(nodes)} real nodes and the lab's "
+                f"services need about {need_mib} MiB besides their pods, this machine has "
+                f"{available_kib // 1024} MiB available (make fewer hosts real, or lower "
+                "sim_cluster_real_node_mib, sim_cluster_services_mib)"
             )
     return problems

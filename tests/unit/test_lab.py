@@ -241,6 +241,9 @@ def test_real_node_preflight_names_each_host_for_root_and_memory() -> None:
     assert len(short) == 4
     assert short[0].startswith("host nuc-2: sim_node_kind: real needs root")
     assert "1024 MiB" in short[1] and "512 MiB available" in short[1]
+    # the lab's services (the Kafka broker) count too: 2 GiB holds the nodes, not them as well
+    broker = lab.real_node_problems(real, 0, "MemAvailable:   1153434 kB\n", 512, 400)
+    assert len(broker) == 2 and "about 1424 MiB" in broker[0] and "1126 MiB available" in broker[0]
 
 
 def test_a_real_node_reserves_what_leaves_node_memory_allocatable() -> None:
