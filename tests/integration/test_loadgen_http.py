@@ -158,9 +158,12 @@ def test_wait_for_target_keeps_trying_until_the_server_listens(tmp_path: Path) -
     assert f"cannot connect to {url} within 10s" in refused.stderr, refused.stderr
 
     results = tmp_path / "r.json"
+    # what is proven here is the wait and that every request is then answered; 10 requests in
+    # 1 s hold their rate only within a request's worth (9.6 req/s seen beside the lab's tier),
+    # and the rate is proven by the tests above
     waiting = subprocess.Popen(
         [*NUCLAB, "--url", url, "--rate", "10", "--duration", "1s", "--results", str(results),
-         "--wait-for-target", "30s"],
+         "--wait-for-target", "30s", "--tolerance", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(3)  # the load generator is trying; the server is not there yet
