@@ -211,6 +211,10 @@ def test_a_group_cannot_read_or_change_another_groups_experiment(lab: Lab) -> No
         except AssertionError as exc:
             problems.append(f"{what}: {exc}")
     assert not problems, "\n".join(problems)
+    # the CLI says so in one line, as bad input (exit 2), not a traceback
+    listing = attempts["list"]
+    assert listing.returncode == 2, listing.stderr
+    assert listing.stderr.strip().count("\n") == 0 and "may not do that" in listing.stderr
     assert lab.state(ALPHA) == before
     assert [p.metadata.uid for p in lab.peers(ALPHA, 1)] == [alpha_pod.metadata.uid]
 
