@@ -84,12 +84,13 @@ def finish(proc: subprocess.Popen[str]) -> str:
 
 # The grid stays within what one 2-core machine running broker, producer and consumer sustains
 # (about 60 MB/s of 16 KiB messages with nothing else running; see docs/benchmarks.md) while
-# make test runs the lab's tier beside this one: at most 16 MB/s. 4000 x 8 KiB (32 MB/s) fell
-# 4.5 % short there once (3820 msg/s), although it holds on a quiet machine.
+# make test runs the lab's tier beside this one: at most 2000 msg/s and 16 MB/s. Beside the lab
+# 4000 x 8 KiB fell 4.5 % short once (3820 msg/s) and 4000 x 1 KiB 5.3 % short (3790 msg/s):
+# the producer's cost per message, not the bytes, sets the bound; both hold on a quiet machine.
 @pytest.mark.parametrize(
     ("rate", "size"),
-    [(1000, 1024), (4000, 1024), (1000, 8 * 1024), (2000, 8 * 1024)],
-    ids=["1000-1KiB", "4000-1KiB", "1000-8KiB", "2000-8KiB"],
+    [(1000, 1024), (2000, 1024), (1000, 8 * 1024), (2000, 8 * 1024)],
+    ids=["1000-1KiB", "2000-1KiB", "1000-8KiB", "2000-8KiB"],
 )
 def test_achieved_rate_is_within_2_percent_and_the_consumer_sees_every_message(
     broker: LocalBroker, tmp_path: Path, rate: int, size: int
