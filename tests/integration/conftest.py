@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``sim`` what runs in the lab's tier: every test that uses the simulated lab (its
     ``sim_lab`` fixture, directly or through another fixture), or builds the lab's image. The
     rest (real Prometheus, Kafka, Pushgateway, network namespaces, no cluster) runs in the tier
-    beside it (``make test-unit``: ``pytest tests/integration -m "not sim"``)."""
+    beside it (``make test-unit``: ``pytest tests/integration -m "not sim and not quiet"``)."""
     for item in items:
         uses_lab = "sim_lab" in getattr(item, "fixturenames", ())
         if uses_lab or item.path.name in BUILDS_THE_LAB_IMAGE:
