@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,11 @@ SIM_KUBECONFIG = SIM_INVENTORY / "artifacts" / "kubeconfig"
 # the lab's tier, never beside a site.yml that builds it too.
 BUILDS_THE_LAB_IMAGE = ("test_image.py", "test_peer_containers.py")
 
+# The reference experiment's 5-minute soak runs beside the other lab tests (tests/integration/
+# soak.py): it starts with the first of them when this test is to run.
+SOAK_TEST = "test_the_reference_experiment_runs_unchanged_on_the_real_nodes_for_5_minutes"
+SOAK_SELECTED = pytest.StashKey[bool]()
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``sim`` what runs in the lab's tier: every test that uses the simulated lab (its
@@ -34,6 +41,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         uses_lab = "sim_lab" in getattr(item, "fixturenames", ())
         if uses_lab or item.path.name in BUILDS_THE_LAB_IMAGE:
             item.add_marker(pytest.mark.sim)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note whether the reference soak (tests/integration/soak.py) is among the tests to run."""
+    session.config.stash[SOAK_SELECTED] = any(item.name == SOAK_TEST for item in session.items)
 
 
 def ansible_env() -> dict[str, str]:
@@ -87,3 +99,23 @@ def core_api(sim_lab: Path):
     from kubernetes import client, config
 
     return client.CoreV1Api(config.new_client_from_config(str(sim_lab)))
+
+
+@pytest.fixture(scope="session")
+def reference_soak(sim_lab: Path) -> Iterator[Any]:
+    """The reference experiment on the real nodes, started once, watched by a thread (with its
+    own API client) until the soak test reads what it saw; deleted at the end in any case."""
+    from kubernetes import client, config
+
+    from tests.integration.soak import Soak
+
+    soak = Soak(client.CoreV1Api(config.new_client_from_config(str(sim_lab))))
+    soak.start()
+    yield soak
+    soak.delete()
+
+
+@pytest.fixture(autouse=True)
+def _the_soak_starts_with_the_first_lab_test(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("sim") and request.config.stash.get(SOAK_SELECTED, False):
+        request.getfixturevalue("reference_soak")
