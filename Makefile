@@ -30,7 +30,7 @@ demo: sim-up ## Bring the simulated lab up, run the reference experiment on its 
 	@echo
 	kubectl --kubeconfig $(KUBECONFIG_SIM) get nodes -L nuclab.io/role,topology.kubernetes.io/zone,nuclab.io/node-kind
 	@echo
-	nuclab create --name purple --peers 5 --msg-size 1440 --msg-rate 2000 --cpu 0.05 --ram 16 \
+	nuclab create --update --name purple --peers 5 --msg-size 1440 --msg-rate 2000 --cpu 0.05 --ram 16 \
 	  --downlink-bw 16 --uplink-bw 16 --connect-to 5 --label node-kind=real --probe
 	@echo
 	@echo "==> $(DEMO_TRAFFIC_SECONDS) s of traffic between the peers"

@@ -25,7 +25,7 @@ DEBUG_HELP = "show the traceback of an unexpected error (for a bug report)"
 # Command -> (module in nuclab.commands that registers it, its one-line help). A unit test
 # checks that each module registers exactly these names with exactly this help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "create": ("experiment", "create (or update) an experiment and wait for its peers"),
+    "create": ("experiment", "create an experiment and wait for its peers"),
     "list": ("experiment", "list the experiments"),
     "scale": ("experiment", "scale an experiment (0 pauses it)"),
     "stats": (

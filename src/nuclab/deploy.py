@@ -393,6 +393,19 @@ def read_release(kube: Kube, namespace: str, fullname: str) -> Release | None:
     )
 
 
+def refuse_existing(name: str, namespace: str, release: Release | None) -> None:
+    """``nuclab create`` without ``--update``: a name an experiment has is refused, so that a
+    create never changes (or rescales) an experiment that runs. ``experiment.yml`` stays
+    declarative."""
+    if release is not None:
+        raise ValidationError(
+            "name", name,
+            f"a name no experiment has in namespace {namespace}: '{name}' runs there "
+            f"(nuclab scale {name} <peers> changes its peers, "
+            f"nuclab create --update its spec)",
+        )  # fmt: skip
+
+
 def release_values(
     raw: Mapping[str, Any], settings: Settings, current: Mapping[str, Any], *, exists: bool
 ) -> tuple[spec.ExperimentSpec, dict[str, Any]]:
@@ -618,10 +631,13 @@ def apply(
     kube: Kube,
     *,
     must_exist: bool = False,
+    must_be_new: bool = False,
     timeout: int | None = None,
     quiet: bool = False,
 ) -> bool:
-    """Create, update or scale; wait for the peers. True when the release changed."""
+    """Create, update or scale; wait for the peers. True when the release changed.
+    ``must_exist`` (scale) refuses a name no experiment has, ``must_be_new`` (create without
+    ``--update``) one an experiment has."""
 
     def say(text: str) -> None:
         if not quiet:
@@ -632,6 +648,8 @@ def apply(
     release = read_release(kube, settings.namespace, full)
     if release is None and must_exist:
         raise NotFoundError(f"experiment '{name}' does not exist in namespace {settings.namespace}")
+    if must_be_new:
+        refuse_existing(name, settings.namespace, release)
     current = release.values if release else {}
     parsed, values = release_values(raw, settings, current, exists=release is not None)
     check_netem(kube, parsed)

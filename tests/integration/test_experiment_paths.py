@@ -3,6 +3,7 @@
 On the simulated lab: the same spec file through both paths gives the same chart values and the
 same rendered manifest, and each path sees the other's release as unchanged (no new revision);
 a release whose last revision failed is applied again by both, as kubernetes.core.helm does.
+`nuclab create` of a name that runs is refused unless `--update` is given.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def test_cli_and_playbook_make_the_identical_release(sim_lab: Path, spec_file: P
     by_playbook = release()
     assert by_playbook[2] == 1
 
-    proc = nuclab("create", "-f", str(spec_file))
+    proc = nuclab("create", "-f", str(spec_file), "--update")
     assert "Install or upgrade" not in proc.stderr  # the CLI's own path: nothing to change
     assert release() == by_playbook
     # helm's record as the CLI reads it (Secrets, not the helm binary) is what helm shows
@@ -120,7 +121,8 @@ def test_both_front_doors_apply_a_failed_release_again(sim_lab: Path, spec_file:
     revisions = release()[2]
 
     _fail_last_revision(sim_lab)
-    proc = nuclab("create", "-f", str(spec_file))  # the same values: applied again all the same
+    # the same values: applied again all the same
+    proc = nuclab("create", "-f", str(spec_file), "--update")
     assert "[INFO] Install or upgrade the experiment's release" in proc.stderr
     assert release()[2] == revisions + 1
     assert json.loads(helm("status", FULL, "-o", "json"))["info"]["status"] == "deployed"
@@ -130,3 +132,24 @@ def test_both_front_doors_apply_a_failed_release_again(sim_lab: Path, spec_file:
     assert "changed=0" not in again.stdout
     assert release()[2] == revisions + 2
     assert json.loads(helm("status", FULL, "-o", "json"))["info"]["status"] == "deployed"
+
+
+def test_create_refuses_a_name_that_runs_and_update_changes_it(
+    sim_lab: Path, spec_file: Path
+) -> None:
+    nuclab("create", "-f", str(spec_file), "--quiet")
+    before = release()
+    refusal = (
+        f"nuclab: error: name: '{NAME}' is not allowed; a name no experiment has in namespace "
+        f"{NAMESPACE}: '{NAME}' runs there (nuclab scale {NAME} <peers> changes its peers, "
+        "nuclab create --update its spec)"
+    )
+    for via in ([], ["--via-playbook"]):
+        proc = nuclab("create", "-f", str(spec_file), "--peers", "5", "-q", *via, check=False)
+        assert (proc.returncode, proc.stderr.splitlines()) == (2, [refusal]), via
+        assert release() == before  # no new revision, the same values
+    nuclab("create", "--name", NAME, "--peers", "4", "--update", "-q")
+    values, _, revisions = release()
+    assert (values["experiment"]["peers"], revisions) == (4, before[2] + 1)
+    # the fields not given keep the release's values
+    assert values["experiment"]["msgSize"] == before[0]["experiment"]["msgSize"] == 512

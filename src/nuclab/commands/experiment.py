@@ -360,13 +360,18 @@ def cmd_create(args: argparse.Namespace) -> int:
         settings, kubeconfig, kube = fast
         deploy.apply(
             request.extravars["experiment_spec"], settings, kubeconfig, kube,
-            timeout=request.extravars.get("experiment_wait_timeout"), quiet=args.quiet,
+            must_be_new=not args.update, timeout=request.extravars.get("experiment_wait_timeout"),
+            quiet=args.quiet,
         )  # fmt: skip
     else:
-        kubeconfig, _ = lab_target(args)
-        if kubeconfig:  # the role checks it too; here it is refused with exit 2
+        kubeconfig, namespace = lab_target(args)
+        if kubeconfig:  # the role checks netem too; here both are refused with exit 2
+            kube = Kube(kubeconfig)
+            if not args.update:
+                found = deploy.read_release(kube, namespace, spec.fullname(name))
+                deploy.refuse_existing(name, namespace, found)
             parsed = spec.parse(request.extravars["experiment_spec"], create=False)
-            deploy.check_netem(Kube(kubeconfig), parsed)
+            deploy.check_netem(kube, parsed)
         run_playbook(request, quiet=args.quiet)
     print(f"[INFO] experiment '{name}' is running ({spec.fullname(name)})")
     return 0
@@ -496,10 +501,19 @@ def add_spec_flags(
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     create = subparsers.add_parser(
         "create",
-        help="create (or update) an experiment and wait for its peers",
-        description="Create an experiment, or update one that exists, and wait for its peers.",
+        help="create an experiment and wait for its peers",
+        description=(
+            "Create an experiment and wait for its peers. A name an experiment has is refused "
+            "(nuclab scale changes its peers), unless --update is given."
+        ),
     )
     create.add_argument("-f", "--file", help="a spec file (experiments/<name>.yml); flags win")
+    create.add_argument(
+        "--update",
+        action="store_true",
+        help="update the experiment if one of that name exists (its spec: fields not given "
+        "keep their values)",
+    )
     add_spec_flags(create)
     _common(create)
     _via_playbook(create)
