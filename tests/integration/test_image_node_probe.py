@@ -1,17 +1,24 @@
 """The node probe DaemonSet (role node_probe) on the simulated lab: one probe pod per node on the
-host network, admitted and scheduled by the real control plane (kwok runs no container: what
-the probe measures inside it is tested in test_netns.py and test_image.py)."""
+host network, admitted and scheduled by the real control plane. On the real nodes the kubelet
+runs it: it answers on the node's address only and measures the RTT to the other real nodes
+(kwok nodes run no container: their probes never answer)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import run_playbook
+from tests.integration.realnodes import REAL, REAL_CLIENT
+from tests.integration.scrape import scrape, total
+
+REAL_NODES = sorted(REAL | {REAL_CLIENT})
 
 PLAY = """---
 - name: Apply the node probe
@@ -65,6 +72,7 @@ def test_node_probe_runs_on_every_node_and_applies_idempotently(
         assert any(a.startswith("--pushgateway=http://") for a in args)
         svc = core.read_namespaced_service("nuclab-node-probe", "monitoring")
         assert svc.spec.cluster_ip == "None" and svc.spec.publish_not_ready_addresses
+        _real_nodes_measure_each_other({p.spec.node_name: p for p in pods})
         _, changed = _recap(run_playbook(str(play)).stdout)
         assert changed == 0
     finally:
@@ -72,6 +80,35 @@ def test_node_probe_runs_on_every_node_and_applies_idempotently(
     assert not apps.list_namespaced_daemon_set(
         "monitoring", label_selector="app.kubernetes.io/name=nuclab-node-probe"
     ).items
+
+
+def _real_nodes_measure_each_other(pods: dict[str, Any]) -> None:
+    for name in REAL_NODES:
+        (status,) = pods[name].status.container_statuses
+        assert status.container_id.startswith("containerd://") and status.ready, (name, status)
+        ip = pods[name].status.host_ip
+        # bound to the node's address, not to every address of the node's network namespace
+        (netns,) = [n.split()[0] for n in _sh("ip", "netns", "list").splitlines()
+                    if n.split()[0].endswith(f"-{name}")]  # fmt: skip
+        bound = _sh("ip", "netns", "exec", netns, "ss", "-Hnul", "sport = :9402").split()
+        assert f"{ip}:9402" in bound, bound
+    deadline = time.monotonic() + 60
+    while True:
+        answered = {
+            (name, other): total(
+                scrape(f"http://{pods[name].status.host_ip}:9403/metrics"),
+                "nuclab_peer_rtt_seconds_count", source=name, target=other,
+            )
+            for name in REAL_NODES for other in REAL_NODES if other != name
+        }  # fmt: skip
+        if min(answered.values()) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert min(answered.values()) >= 3, answered
+
+
+def _sh(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 
 
 def test_node_probe_rejects_bad_settings_before_touching_the_cluster(

@@ -189,7 +189,11 @@ def test_probe_loss_matches_iptables_statistic_drops(lab: NetLab, tmp_path: Path
         "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9402",
         "-m", "statistic", "--mode", "random", "--probability", str(drop), "-j", "DROP",
     )  # fmt: skip
-    lab.start(b, *NUCLAB, "probe", "--name", "b", "--answer-only", "--metrics-port", "0")
+    # a's 500 probes a second are more than b answers one address by default
+    lab.start(
+        b, *NUCLAB, "probe", "--name", "b", "--answer-only", "--metrics-port", "0",
+        "--reply-rate", "1000",
+    )  # fmt: skip
     lab.wait_bound(b, 9402)
     log = tmp_path / "a.log"
     probe = lab.start(
@@ -205,6 +209,68 @@ def test_probe_loss_matches_iptables_statistic_drops(lab: NetLab, tmp_path: Path
     assert abs(row["loss"] - drop) <= 0.02, row
     # ... and the probe counts exactly the probes the kernel dropped.
     assert row["lost"] == dropped, (row, dropped)
+
+
+FLOOD = """
+import json, socket, sys, time
+from nuclab.probe import wire
+target, seconds = (sys.argv[1], 9402), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+sent = received = sent_bytes = received_bytes = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end or time.monotonic() < end + 0.5:
+    if time.monotonic() < end:
+        packet = wire.request(sent)
+        s.sendto(packet, target)
+        sent, sent_bytes = sent + 1, sent_bytes + len(packet)
+        time.sleep(0.0005)
+    try:
+        while True:
+            received_bytes += len(s.recv(512))
+            received += 1
+    except BlockingIOError:
+        pass
+print(json.dumps({"sent": sent, "received": received, "sent_bytes": sent_bytes,
+                  "received_bytes": received_bytes}))
+"""
+
+
+def test_a_flood_from_one_address_is_answered_at_the_reply_rate_and_others_in_full(
+    lab: NetLab, tmp_path: Path
+) -> None:
+    # f floods b with echo requests (as a forged source would, to make b send to a victim);
+    # c probes b as a peer does, at the same time
+    _, ns = lab.switch({"f": "10.231.3.1", "b": "10.231.3.2", "c": "10.231.3.3"})
+    rate, seconds = 50, 4.0
+    lab.start(
+        ns["b"], *NUCLAB, "probe", "--name", "b", "--answer-only", "--bind", "10.231.3.2",
+        "--metrics-port", "9403", "--reply-rate", str(rate),
+    )  # fmt: skip
+    lab.wait_bound(ns["b"], 9402)
+    log = tmp_path / "c.log"
+    honest = lab.start(
+        ns["c"], *NUCLAB, "probe", "--name", "c", "--target", "b=10.231.3.2", "--interval",
+        "0.05", "--tcp-every", "0", "--duration", str(seconds + 1), "--metrics-port", "0",
+        log=log,
+    )  # fmt: skip
+    flood = subprocess.run(
+        ["ip", "netns", "exec", ns["f"], sys.executable, "-c", FLOOD, "10.231.3.2", str(seconds)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    got = json.loads(flood.stdout)
+    print(f"flood from one address: {got}")
+    assert got["sent"] >= 10 * rate * seconds  # at least 10 times the rate
+    # a full bucket (one second's worth), then the rate
+    assert rate * seconds * 0.8 <= got["received"] <= rate * (seconds + 1.5), got
+    assert got["received_bytes"] <= got["sent_bytes"]
+    (row,) = _summary(honest, log)
+    assert row["answered"] == row["sent"] and row["lost"] == 0, row
+    refused = _value(
+        lab.scrape(ns["b"], "http://10.231.3.2:9403/metrics"), "nuclab_probe_answers_refused_total"
+    )
+    # every request b did not answer was refused (but for the few lost on the way)
+    assert 0.95 * (got["sent"] - got["received"]) <= refused <= got["sent"] - got["received"]
 
 
 def test_gossip_delivers_every_message_to_every_peer(

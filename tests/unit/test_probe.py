@@ -14,6 +14,7 @@ import pytest
 from nuclab.errors import ValidationError
 from nuclab.histogram import quantile
 from nuclab.probe import config, nodes, wire
+from nuclab.probe.limit import ReplyLimiter
 from nuclab.probe.targets import (
     Endpoint,
     discover,
@@ -212,6 +213,7 @@ def test_node_mode_names_itself_after_the_node() -> None:
         (["--service", "s", "--port", "70000"], {}, "--port"),
         (["--service", "s", "--pushgateway", "pgw:9091"], {}, "--pushgateway"),
         (["--service", "s", "--max-targets", "-1"], {}, "--max-targets"),
+        (["--service", "s", "--reply-rate", "0"], {}, "--reply-rate"),
         (["--service", "s"], {"NUCLAB_PROBE_MAX_TARGETS": "2.5"}, "NUCLAB_PROBE_MAX_TARGETS"),
         (["--service", "s"], {"NUCLAB_PROBE_MAX_TARGETS": "lots"}, "NUCLAB_PROBE_MAX_TARGETS"),
     ],
@@ -220,6 +222,48 @@ def test_bad_settings_name_the_field(argv: list[str], env: dict[str, str], field
     with pytest.raises(ValidationError) as exc:
         config.from_args(_args(*argv), env)
     assert exc.value.field == field
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_replies_to_one_source_are_held_to_the_rate_and_others_are_answered() -> None:
+    clock = Clock()
+    limiter = ReplyLimiter(10, clock=clock)
+    # a flood of 1000 requests in one second: a full bucket (10), then the 9 more the 999 ms
+    # after the first refill
+    answered = 0
+    for _ in range(1000):
+        clock.now += 0.001
+        answered += limiter.allow("10.0.0.9")
+    assert answered == 19 and limiter.refused == 981
+    assert limiter.allow("10.0.0.2")  # another source keeps its own bucket
+    clock.now += 0.1  # a tenth of a second refills one answer, not more
+    assert limiter.allow("10.0.0.9") and not limiter.allow("10.0.0.9")
+
+
+def test_a_prober_within_the_rate_is_always_answered() -> None:
+    clock = Clock()
+    limiter = ReplyLimiter(200, clock=clock)
+    for _ in range(2000):  # one request every 5 ms for 10 s
+        clock.now += 0.005
+        assert limiter.allow("10.0.0.1")
+
+
+def test_many_forged_sources_are_bounded_by_the_sources_remembered() -> None:
+    clock = Clock()
+    limiter = ReplyLimiter(5, sources=3, clock=clock)
+    assert [limiter.allow(f"10.0.0.{i}") for i in range(5)] == [True] * 3 + [False] * 2
+    clock.now += 0.5  # the oldest's bucket is not full again yet: still no room
+    assert not limiter.allow("10.0.0.8")
+    clock.now += 0.5  # now it is: the new source takes its place
+    assert limiter.allow("10.0.0.8")
+    assert len(limiter._buckets) == 3
 
 
 def test_quantiles_interpolate_like_numpy() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from nuclab.duration import seconds
 from nuclab.errors import ValidationError
+from nuclab.probe.limit import DEFAULT_RATE
 from nuclab.probe.targets import Endpoint, parse_port, parse_target
 
 DEFAULT_PORT = 9402
@@ -84,6 +85,7 @@ class ProbeConfig:
     window: int = 600
     answer_only: bool = False
     max_targets: int = DEFAULT_MAX_TARGETS
+    reply_rate: float = DEFAULT_RATE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--answer-only", action="store_true", help="only answer other probes, probe no one")
     a("--bind", default="0.0.0.0", help="address to answer and probe from (default 0.0.0.0)")
+    a(
+        "--reply-rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"echo answers a second to one source address, 1 to 100000 (default {DEFAULT_RATE})",
+    )
     a("--port", help=f"UDP echo + TCP port (env NUCLAB_PROBE_PORT, default {DEFAULT_PORT})")
     a("--metrics-port", help=f"/metrics port, 0 = off (default {DEFAULT_METRICS_PORT})")
     a("--interval", type=float, help="seconds between probes of one target (default 1)")
@@ -172,6 +180,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         window=int(check_range("--window", args.window, 1, 1_000_000)),
         answer_only=bool(args.answer_only),
         max_targets=int(check_range("--max-targets", max_targets, 0, 100_000)),
+        reply_rate=check_range("--reply-rate", args.reply_rate, 1, 100_000),
     )
     if not cfg.targets and not cfg.service and not cfg.answer_only:
         raise ValidationError(

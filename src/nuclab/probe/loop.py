@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 
 from nuclab.probe import wire
 from nuclab.probe.config import ProbeConfig
+from nuclab.probe.limit import ReplyLimiter
 from nuclab.probe.metrics import ProbeMetrics
 from nuclab.probe.targets import Endpoint
 
@@ -72,6 +73,7 @@ class Prober:
         self._pending: OrderedDict[int, tuple[_Target, int, int]] = OrderedDict()
         self._tcp_pending: dict[socket.socket, tuple[_Target, int]] = {}
         self._seq = 0
+        self.limiter = ReplyLimiter(cfg.reply_rate)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         with contextlib.suppress(OSError):  # not on every kernel: then the wake-up time is used
@@ -261,6 +263,19 @@ class Prober:
                 if t.tcp_failed is not None:
                     t.tcp_failed.inc()
 
+    def _answer(self, packet: bytes, addr: tuple[str, int]) -> bool:
+        """Answer ``packet`` if it is an echo request and its source is within the reply rate;
+        False when it is not a request."""
+        answer = wire.reply_to(packet, self._name)
+        if answer is None:
+            return False
+        if self.limiter.allow(addr[0]):
+            with contextlib.suppress(OSError):
+                self.udp.sendto(answer, addr)
+        elif self.metrics is not None:
+            self.metrics.refused.inc()
+        return True
+
     def _read_udp(self) -> None:
         for _ in range(512):
             try:
@@ -274,10 +289,7 @@ class Prober:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = _TIMESPEC.unpack_from(data)
                     arrived = sec * _NS + nsec
-            answer = wire.reply_to(packet, self._name)
-            if answer is not None:
-                with contextlib.suppress(OSError):
-                    self.udp.sendto(answer, addr)
+            if self._answer(packet, addr):
                 continue
             parsed = wire.parse_reply(packet)
             if parsed is None:

@@ -34,6 +34,7 @@ class ProbeMetrics:
     lost: Counter
     tcp_connect: Histogram
     tcp_failed: Counter
+    refused: Counter
 
 
 def probe_metrics() -> ProbeMetrics:
@@ -70,6 +71,11 @@ def probe_metrics() -> ProbeMetrics:
             "nuclab_peer_tcp_connect_failed",
             "TCP connects to the peer's probe that failed or timed out.",
             LABELS,
+            registry=registry,
+        ),
+        refused=Counter(
+            "nuclab_probe_answers_refused",
+            "Echo requests not answered: their source address was over the reply rate.",
             registry=registry,
         ),
     )
