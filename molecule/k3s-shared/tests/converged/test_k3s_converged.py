@@ -106,7 +106,79 @@ def test_server_config_passes_the_lab_client_rates_to_the_controllers(host) -> N
     ):
         qps = host.lab.get(f"{prefix}_qps", default_qps)
         burst = host.lab.get(f"{prefix}_burst", default_burst)
-        assert config[f"{component}-arg"] == [f"kube-api-qps={qps}", f"kube-api-burst={burst}"]
+        assert config[f"{component}-arg"][:2] == [f"kube-api-qps={qps}", f"kube-api-burst={burst}"]
+
+
+CIPHERS = (
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,"
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,"
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"
+)
+SERVER_DIR = "/var/lib/rancher/k3s/server"
+
+
+def test_config_carries_the_cis_hardening_settings(host) -> None:
+    """K3s' CIS hardening guide (v1.29 and newer), on by default: every node's kubelet, and on
+    servers the API server's admission, audit and encryption settings."""
+    config = _config(host)
+    assert config["protect-kernel-defaults"] is True
+    assert config["kubelet-arg"] == [
+        "streaming-connection-idle-timeout=5m",
+        f"tls-cipher-suites={CIPHERS}",
+    ]
+    if "server" not in _groups(host):
+        assert "kube-apiserver-arg" not in config and "secrets-encryption" not in config
+        return
+    assert config["secrets-encryption"] is True
+    assert config["kube-apiserver-arg"] == [
+        "enable-admission-plugins=NodeRestriction,EventRateLimit",
+        f"admission-control-config-file={SERVER_DIR}/psa.yaml",
+        f"audit-log-path={SERVER_DIR}/logs/audit.log",
+        f"audit-policy-file={SERVER_DIR}/audit.yaml",
+        "audit-log-maxage=30",
+        "audit-log-maxbackup=10",
+        "audit-log-maxsize=100",
+        "service-account-extend-token-expiration=false",
+    ]
+    assert config["kube-controller-manager-arg"][2:] == ["terminated-pod-gc-threshold=100"]
+
+
+def test_servers_have_the_admission_configuration_and_audit_policy_root_only(host) -> None:
+    if "server" not in _groups(host):
+        assert not host.file(f"{SERVER_DIR}/psa.yaml").exists
+        return
+    for folder in (SERVER_DIR, f"{SERVER_DIR}/logs"):
+        found = host.file(folder)
+        assert (found.is_directory, found.user, found.mode) == (True, "root", 0o700), folder
+    files = {}
+    for name in ("psa.yaml", "audit.yaml"):
+        found = host.file(f"{SERVER_DIR}/{name}")
+        assert (found.user, found.mode) == ("root", 0o600), name
+        files[name] = yaml.safe_load(found.content_string)
+    plugins = {p["name"]: p["configuration"] for p in files["psa.yaml"]["plugins"]}
+    assert files["psa.yaml"]["kind"] == "AdmissionConfiguration"
+    pod_security = plugins["PodSecurity"]
+    assert pod_security["defaults"]["enforce"] == "restricted"
+    assert pod_security["exemptions"]["namespaces"] == ["kube-system", "monitoring", "kafka"]
+    assert plugins["EventRateLimit"]["limits"] == [
+        {"type": "Namespace", "qps": 100, "burst": 400, "cacheSize": 2000}
+    ]
+    assert files["audit.yaml"]["kind"] == "Policy"
+    assert files["audit.yaml"]["rules"] == [{"level": "Metadata"}]
+
+
+def test_the_kubelets_kernel_settings_are_written_for_boot(host) -> None:
+    # protect-kernel-defaults stops a kubelet whose kernel has other values. Written, not applied
+    # here: they are the machine's, not a container's (group_vars: common_kubelet_sysctls_apply).
+    found = host.file("/etc/sysctl.d/90-kubelet.conf")
+    assert (found.user, found.mode) == ("root", 0o644)
+    lines = [line for line in found.content_string.splitlines() if not line.startswith("#")]
+    assert lines == [
+        "vm.panic_on_oom=0",
+        "vm.overcommit_memory=1",
+        "kernel.panic=10",
+        "kernel.panic_on_oops=1",
+    ]
 
 
 def test_agent_config_points_at_the_first_server(host) -> None:

@@ -19,6 +19,7 @@ GONE = [
     "/var/lib/kubelet",
     "/run/k3s",
     "/etc/sysctl.d/90-nuclab-k3s.conf",
+    "/etc/sysctl.d/90-kubelet.conf",
     "/etc/modules-load.d/nuclab-k3s.conf",
 ]
 

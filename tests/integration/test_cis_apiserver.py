@@ -1,0 +1,252 @@
+"""The K3s roles' CIS hardening of the API server, run by a real kube-apiserver.
+
+K3s itself cannot run here (its binary cannot be had), so the Molecule scenarios show only that
+the roles write the hardening into K3s' config and files. Here the same files, rendered by
+Ansible from the roles' own templates and variables (k3s_common's psa.yaml.j2 and audit.yaml.j2,
+the k3s_server defaults, the kube-apiserver-arg list of k3s_common's vars), are given to the
+kube-apiserver the simulated lab runs (the Kubernetes version K3s embeds), with its own etcd:
+
+- the admission configuration is accepted with NodeRestriction and EventRateLimit on;
+- Pod Security enforces `restricted` in a namespace without labels, not in the exempt ones, and
+  not in a namespace carrying nuclab's experiment labels (so experiments keep running);
+- EventRateLimit refuses a namespace's events beyond the burst;
+- the audit log records requests at Metadata level, never their bodies.
+
+Not shown here: secrets encryption (K3s writes its own encryption configuration) and the
+kubelet's settings (its TLS ciphers and protect-kernel-defaults), which need K3s' kubelet.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from nuclab.deploy import NAMESPACE_LABELS
+from nuclab.net import free_port
+from tests.conftest import REPO, tool
+from tests.integration.conftest import ansible_env
+
+RENDER = """---
+- name: Render the API server's hardening as the K3s server role writes it
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files:
+    - {repo}/roles/k3s_common/vars/main.yml
+    - {repo}/roles/k3s_server/defaults/main.yml
+  vars:
+    k3s_common_psa_enforce: "{{{{ k3s_server_psa_enforce }}}}"
+    k3s_common_psa_exempt_namespaces: "{{{{ k3s_server_psa_exempt_namespaces }}}}"
+    k3s_common_event_rate_limit: "{{{{ k3s_server_event_rate_limit }}}}"
+  tasks:
+    - name: Write the admission configuration and the audit policy
+      ansible.builtin.template:
+        src: "{repo}/roles/k3s_common/templates/{{{{ item }}}}.j2"
+        dest: "{{{{ _k3s_common_server_dir }}}}/{{{{ item }}}}"
+        mode: "0600"
+      loop: [psa.yaml, audit.yaml]
+    - name: Write the API server's arguments
+      ansible.builtin.copy:
+        content: "{{{{ _k3s_common_cis.server['kube-apiserver-arg'] | to_json }}}}"
+        dest: "{{{{ _k3s_common_server_dir }}}}/args.json"
+        mode: "0600"
+"""
+TOKEN = "nuclab-cis-test-token-not-a-secret"
+
+
+def _render(server_dir: Path) -> list[str]:
+    play = server_dir / "render.yml"
+    play.write_text(RENDER.format(repo=REPO))
+    (server_dir / "logs").mkdir(mode=0o700)
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(play),
+            "-e", f"_k3s_common_server_dir={server_dir}",
+            "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+    done = subprocess.run(argv, env=ansible_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return json.loads((server_dir / "args.json").read_text())
+
+
+def _wait(url: str, what: str, proc: subprocess.Popen[bytes], log: Path, headers=None) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, f"{what} exited {proc.returncode}:\n{log.read_text()[-4000:]}"
+        try:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=3, context=context) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{what} not ready:\n{log.read_text()[-4000:]}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[client.CoreV1Api, Path]]:
+    root = tmp_path_factory.mktemp("cis")
+    server_dir = root / "server"
+    server_dir.mkdir(mode=0o700)
+    args = _render(server_dir)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_log = root / "etcd.log"
+        procs.append(subprocess.Popen(
+            [tool("etcd"), "--name=cis", f"--data-dir={root / 'etcd'}",
+             f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+             f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+             f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+             f"--initial-cluster=cis=http://127.0.0.1:{peer_port}",
+             "--unsafe-no-fsync=true", "--log-level=warn"],
+            stdout=etcd_log.open("w"), stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+        _wait(f"http://127.0.0.1:{etcd_port}/health", "etcd", procs[0], etcd_log)
+        key = root / "sa.key"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
+                       capture_output=True)  # fmt: skip
+        (root / "tokens.csv").write_text(f'{TOKEN},admin,admin,"system:masters"\n')
+        api_log = root / "kube-apiserver.log"
+        procs.append(subprocess.Popen(
+            [tool("kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+             "--bind-address=127.0.0.1", f"--secure-port={api_port}",
+             f"--cert-dir={root / 'certs'}", f"--token-auth-file={root / 'tokens.csv'}",
+             "--service-account-issuer=https://kubernetes.default.svc",
+             f"--service-account-key-file={key}", f"--service-account-signing-key-file={key}",
+             "--service-cluster-ip-range=10.43.0.0/16", "--authorization-mode=Node,RBAC",
+             "--allow-privileged=true", "--endpoint-reconciler-type=none",
+             *(f"--{arg}" for arg in args)],
+            stdout=api_log.open("w"), stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+        url = f"https://127.0.0.1:{api_port}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        _wait(f"{url}/readyz", "kube-apiserver", procs[1], api_log, auth)
+        configuration = client.Configuration(host=url)
+        # the serving certificate kube-apiserver made itself (--cert-dir), for 127.0.0.1
+        configuration.ssl_ca_cert = str(root / "certs" / "apiserver.crt")
+        configuration.api_key = {"authorization": f"Bearer {TOKEN}"}
+        yield client.CoreV1Api(client.ApiClient(configuration)), server_dir
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _namespace(core: client.CoreV1Api, name: str, labels: dict[str, str] | None = None) -> None:
+    """The namespace and its default ServiceAccount (no controller-manager runs here)."""
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    account = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    for create in (lambda: core.create_namespace(body),
+                   lambda: core.create_namespaced_service_account(name, account)):  # fmt: skip
+        try:
+            create()
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def _pod(name: str, *, privileged: bool) -> dict[str, Any]:
+    if privileged:
+        security: dict[str, Any] = {"privileged": True}
+        pod_security: dict[str, Any] = {}
+    else:
+        security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        pod_security = {"runAsNonRoot": True, "runAsUser": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "securityContext": pod_security,
+            "containers": [
+                {"name": "c", "image": "localhost/nuclab/pause:3.10", "securityContext": security}
+            ],
+        },
+    }
+
+
+def _create(core: client.CoreV1Api, namespace: str, pod: dict[str, Any]) -> str:
+    """'' when the API server admitted the pod, else its refusal."""
+    try:
+        core.create_namespaced_pod(namespace, pod)
+    except ApiException as exc:
+        return f"{exc.status} {json.loads(exc.body).get('message', '')}"
+    return ""
+
+
+def test_pod_security_is_restricted_where_no_namespace_label_says_otherwise(hardened) -> None:  # type: ignore[no-untyped-def]
+    core, _ = hardened
+    _namespace(core, "plain")
+    refused = _create(core, "plain", _pod("privileged", privileged=True))
+    assert refused.startswith("403 ") and 'violates PodSecurity "restricted:latest"' in refused
+    assert _create(core, "plain", _pod("restricted", privileged=False)) == ""
+    # the exempt namespaces (K3s' own, the lab's monitoring and Kafka) and nuclab's experiment
+    # namespaces (their own labels: the netem init container) still run what they need
+    for namespace, labels in (("kube-system", None), ("monitoring", None), ("kafka", None),
+                              ("nuclab", NAMESPACE_LABELS)):  # fmt: skip
+        _namespace(core, namespace, labels)
+        assert _create(core, namespace, _pod("privileged", privileged=True)) == "", namespace
+
+
+def test_event_rate_limit_refuses_a_namespaces_events_beyond_the_burst(hardened) -> None:  # type: ignore[no-untyped-def]
+    core, _ = hardened
+    _namespace(core, "chatty")
+    refused, started = 0, time.monotonic()
+    for i in range(600):  # more than the burst (400), faster than it refills (100/s)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"e{i}"),
+            involved_object=client.V1ObjectReference(kind="Pod", name="p", namespace="chatty"),
+            reason="Test",
+            message="event rate limit",
+        )
+        try:
+            core.create_namespaced_event("chatty", event)
+        except ApiException as exc:
+            assert exc.status == 429, exc.body
+            refused += 1
+    took = time.monotonic() - started
+    admitted = 600 - refused
+    print(f"EventRateLimit: {admitted} of 600 events admitted in {took:.1f} s")
+    assert refused > 0
+    # the burst, and what refilled meanwhile (the role's 100 events/s)
+    assert 400 <= admitted <= 400 + 100 * took + 5, (admitted, took)
+
+
+def test_the_audit_log_records_requests_at_metadata_level_without_bodies(hardened) -> None:  # type: ignore[no-untyped-def]
+    core, server_dir = hardened
+    _namespace(core, "audited")
+    core.create_namespaced_config_map(
+        "audited", {"metadata": {"name": "secretish"}, "data": {"password": "hunter2"}}
+    )
+    log = server_dir / "logs" / "audit.log"
+    deadline = time.monotonic() + 30
+    while True:  # the audit backend writes in batches
+        events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        created = [e for e in events if e["verb"] == "create"
+                   and e["objectRef"].get("name") == "secretish"]  # fmt: skip
+        if created or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert created, f"no audit event for the ConfigMap in {log}"
+    assert {e["level"] for e in events} == {"Metadata"}
+    assert created[0]["user"]["username"] == "admin"
+    assert "hunter2" not in log.read_text()
