@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -30,7 +31,9 @@ def binary(name: str) -> str:
 
 
 class Server:
-    """A child process listening on 127.0.0.1:<port>; ``stop`` ends it."""
+    """A child process listening on 127.0.0.1:<port>; ``stop`` ends it. With ``tls``, readiness
+    is asked over HTTPS without checking the certificate (one the server has just made itself
+    on loopback), with ``headers`` (a bearer token)."""
 
     def __init__(
         self,
@@ -41,9 +44,14 @@ class Server:
         ready_timeout: float = 30,
         *,
         env: dict[str, str] | None = None,
+        tls: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        self._context = ssl._create_unverified_context() if tls else None
+        self._headers = headers or {}
+        self._log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._wait(ready_path, ready_timeout)
@@ -52,12 +60,16 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise NuclabError(f"{self.proc.args[0]} exited with {self.proc.returncode}")
+                raise NuclabError(
+                    f"{self.proc.args[0]} exited with {self.proc.returncode}: "
+                    f"{self._log_path.read_text(errors='replace')[-3000:]}"
+                )
             try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                request = urllib.request.Request(self.url + path, headers=self._headers)
+                with urllib.request.urlopen(request, timeout=2, context=self._context) as resp:
                     if resp.status == 200:
                         return
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # not listening yet (URLError, a refused connection or handshake)
                 pass
             time.sleep(0.2)
         raise NuclabError(f"{self.proc.args[0]} was not ready at {self.url}{path} after {timeout}s")

@@ -33,6 +33,7 @@ from kubernetes.client.rest import ApiException
 from nuclab.deploy import NAMESPACE_LABELS
 from nuclab.net import free_port
 from tests.conftest import REPO, tool
+from tests.harness.prometheus import Server
 from tests.integration.conftest import ansible_env
 
 RENDER = """---
@@ -75,37 +76,16 @@ def _render(server_dir: Path) -> list[str]:
     return json.loads((server_dir / "args.json").read_text())
 
 
-def _wait(url: str, what: str, proc: subprocess.Popen[bytes], log: Path, headers=None) -> None:  # type: ignore[no-untyped-def]
-    import ssl
-    import urllib.request
-
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, f"{what} exited {proc.returncode}:\n{log.read_text()[-4000:]}"
-        try:
-            request = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(request, timeout=3, context=context) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"{what} not ready:\n{log.read_text()[-4000:]}"
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[client.CoreV1Api, Path]]:
     root = tmp_path_factory.mktemp("cis")
     server_dir = root / "server"
     server_dir.mkdir(mode=0o700)
     args = _render(server_dir)
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[Server] = []
     try:
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-        etcd_log = root / "etcd.log"
-        procs.append(subprocess.Popen(
+        servers.append(Server(
             [tool("etcd"), "--name=cis", f"--data-dir={root / 'etcd'}",
              f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
              f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
@@ -113,15 +93,14 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[client.
              f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
              f"--initial-cluster=cis=http://127.0.0.1:{peer_port}",
              "--unsafe-no-fsync=true", "--log-level=warn"],
-            stdout=etcd_log.open("w"), stderr=subprocess.STDOUT,
+            etcd_port, "/health", root / "etcd.log", 90,
         ))  # fmt: skip
-        _wait(f"http://127.0.0.1:{etcd_port}/health", "etcd", procs[0], etcd_log)
         key = root / "sa.key"
         subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
                        capture_output=True)  # fmt: skip
         (root / "tokens.csv").write_text(f'{TOKEN},admin,admin,"system:masters"\n')
-        api_log = root / "kube-apiserver.log"
-        procs.append(subprocess.Popen(
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        servers.append(Server(
             [tool("kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
              "--bind-address=127.0.0.1", f"--secure-port={api_port}",
              f"--cert-dir={root / 'certs'}", f"--token-auth-file={root / 'tokens.csv'}",
@@ -130,24 +109,16 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[client.
              "--service-cluster-ip-range=10.43.0.0/16", "--authorization-mode=Node,RBAC",
              "--allow-privileged=true", "--endpoint-reconciler-type=none",
              *(f"--{arg}" for arg in args)],
-            stdout=api_log.open("w"), stderr=subprocess.STDOUT,
+            api_port, "/readyz", root / "kube-apiserver.log", 90, tls=True, headers=auth,
         ))  # fmt: skip
-        url = f"https://127.0.0.1:{api_port}"
-        auth = {"Authorization": f"Bearer {TOKEN}"}
-        _wait(f"{url}/readyz", "kube-apiserver", procs[1], api_log, auth)
-        configuration = client.Configuration(host=url)
+        configuration = client.Configuration(host=servers[-1].url)
         # the serving certificate kube-apiserver made itself (--cert-dir), for 127.0.0.1
         configuration.ssl_ca_cert = str(root / "certs" / "apiserver.crt")
         configuration.api_key = {"authorization": f"Bearer {TOKEN}"}
         yield client.CoreV1Api(client.ApiClient(configuration)), server_dir
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for server in reversed(servers):
+            server.stop()
 
 
 def _namespace(core: client.CoreV1Api, name: str, labels: dict[str, str] | None = None) -> None:
