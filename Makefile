@@ -53,7 +53,7 @@ test: setup ## Run every test tier (lint, unit, chart, molecule, integration)
 
 # The integration tests that need no lab (marked by tests/integration/conftest.py) run in this
 # tier, beside the lab's; `-m sim` selects the others for test-lab, which ends with the few
-# that measure a rate to 2 % (`-m quiet`) once the lab is down and the other tiers are done.
+# that measure a rate or a delay to a few percent (`-m quiet`) once the lab is down and the other tiers are done.
 test-unit:
 	@rc=0; $(MAKE) --no-print-directory lint || rc=$$?; pytest tests/unit tests/chart || rc=$$?; \
 	pytest tests/integration -m "not sim and not quiet" --durations=10 || rc=$$?; exit $$rc

@@ -65,6 +65,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*NUCLAB, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
+# Measured to a few percent: runs when nothing else does (marker quiet, the end of make test-lab).
+@pytest.mark.quiet
 @pytest.mark.parametrize("rate", [200, 800])
 def test_constant_rate_is_held_within_2_percent_with_a_trace_row_per_request(
     server: str, tmp_path: Path, rate: int
@@ -97,6 +99,8 @@ def test_constant_rate_is_held_within_2_percent_with_a_trace_row_per_request(
     assert lags[int(0.9 * len(lags))] < 0.1
 
 
+# Measured to a few percent: runs when nothing else does (marker quiet, the end of make test-lab).
+@pytest.mark.quiet
 def test_open_loop_does_not_wait_for_slow_answers(server: str, tmp_path: Path) -> None:
     # 100 ms answers at 200 req/s: a closed loop on one connection would manage 10 req/s.
     results = tmp_path / "r.json"

@@ -129,6 +129,8 @@ def test_achieved_rate_is_within_2_percent_and_the_consumer_sees_every_message(
     assert 0 < consumed["latency_s"]["p50"] < 5
 
 
+# Measured to a few percent: runs when nothing else does (marker quiet, the end of make test-lab).
+@pytest.mark.quiet
 def test_mbit_rate_counts_payload_bits(broker: LocalBroker, tmp_path: Path) -> None:
     run = loadgen(
         broker,
@@ -153,6 +155,8 @@ def test_mbit_rate_counts_payload_bits(broker: LocalBroker, tmp_path: Path) -> N
     assert res["bytes"] * 8 / 1e6 == pytest.approx(40 * 3, rel=0.01)
 
 
+# Measured to a few percent: runs when nothing else does (marker quiet, the end of make test-lab).
+@pytest.mark.quiet
 def test_step_then_ramp_schedule_is_followed_second_by_second(
     broker: LocalBroker, tmp_path: Path
 ) -> None:

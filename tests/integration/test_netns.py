@@ -146,6 +146,8 @@ def _summary(proc: subprocess.Popen[str], log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
 
+# Measured to a few percent: runs when nothing else does (marker quiet, the end of make test-lab).
+@pytest.mark.quiet
 def test_probe_rtt_matches_the_delay_injected_by_a_proxy(lab: NetLab, tmp_path: Path) -> None:
     a, r, b = lab.ns("a"), lab.ns("r"), lab.ns("b")
     lab.link(a, "10.231.1.1/24", r, "10.231.1.2/24")
@@ -318,6 +320,8 @@ def test_gossip_delivers_every_message_to_every_peer(
         )
 
 
+# Measured to a few percent: runs when nothing else does (marker quiet, the end of make test-lab).
+@pytest.mark.quiet
 def test_peer_delivery_latency_matches_a_tcp_delaying_proxy(lab: NetLab, peer_binary: str) -> None:
     a, r, b = lab.ns("a"), lab.ns("r"), lab.ns("b")
     lab.link(a, "10.231.1.1/24", r, "10.231.1.2/24")
