@@ -206,6 +206,34 @@ def pod_policy() -> list[dict[str, Any]]:
     ]
 
 
+# A namespace's Kafka rights: its user may use only topics and consumer groups whose names start
+# with `<namespace>.` (a namespace name has no dot, so no prefix is another's), in the shape of a
+# Strimzi KafkaUser's `spec.authorization.acls`. Consumers read; producers write and create their
+# topics; both read a topic's settings (the load generator checks max.message.bytes first).
+KAFKA_TOPIC_OPERATIONS = ["Read", "Write", "Create", "Describe", "DescribeConfigs"]
+KAFKA_GROUP_OPERATIONS = ["Read", "Describe"]
+
+
+def kafka_prefix(namespace: str) -> str:
+    """The start of every Kafka topic and consumer group name of a namespace's experiments."""
+    return f"{namespace}."
+
+
+def kafka_acls(namespace: str) -> list[dict[str, Any]]:
+    """What a namespace's Kafka user may do (Strimzi's `simple` authorization ACLs)."""
+    prefix = kafka_prefix(namespace)
+    return [
+        {
+            "resource": {"type": kind, "name": prefix, "patternType": "prefix"},
+            "operations": list(operations),
+        }
+        for kind, operations in (
+            ("topic", KAFKA_TOPIC_OPERATIONS),
+            ("group", KAFKA_GROUP_OPERATIONS),
+        )
+    ]
+
+
 @dataclass(frozen=True)
 class Group:
     """A research group: its name, its namespace, its ServiceAccount (in SYSTEM_NAMESPACE)."""

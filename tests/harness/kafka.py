@@ -16,12 +16,23 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from nuclab.errors import NuclabError
-from nuclab.loadgen.kafka_common import quiet_logger
+from nuclab.loadgen.kafka_common import SCRAM_MECHANISM, KafkaLogin, client_config
 from nuclab.net import free_port
 from nuclab.paths import cache_dir
 
@@ -65,7 +76,14 @@ def kafka_libs(version: str | None = None) -> Path:
 
 
 class LocalBroker:
-    """``with LocalBroker(workdir) as broker: broker.bootstrap`` -> ``127.0.0.1:<port>``."""
+    """``with LocalBroker(workdir) as broker: broker.bootstrap`` -> ``127.0.0.1:<port>``.
+
+    With ``admin`` (a super user's login), the broker is configured as the lab's Kafka is: its
+    client listener authenticates with SCRAM-SHA-512 and the standard authorizer refuses
+    whatever no ACL allows; ``add_user`` and ``allow`` then give users their rights. The
+    controller listener (loopback, a port of its own) stays plaintext: in a combined KRaft
+    node the broker registers there as ANONYMOUS, which is therefore a super user too.
+    """
 
     def __init__(
         self,
@@ -74,8 +92,10 @@ class LocalBroker:
         version: str | None = None,
         heap: str = "768m",
         settings: dict[str, str] | None = None,
+        admin: KafkaLogin | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.admin = admin
         self.libs = kafka_libs(version)
         self.heap = heap
         self.settings = settings or {}
@@ -113,6 +133,7 @@ class LocalBroker:
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
+            **(self._secured() if self.admin else {}),
             "log.dirs": str(data),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -128,11 +149,78 @@ class LocalBroker:
         (self.workdir / "log4j2.yaml").write_text(_LOG4J2)
         return path
 
+    def _secured(self) -> dict[str, str]:
+        assert self.admin is not None
+        listener = f"SASL_PLAINTEXT://127.0.0.1:{self.port}"
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{self.admin.username}" password="{self.admin.password}";'
+        )
+        return {
+            "listeners": f"{listener},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": listener,
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": jaas,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{self.admin.username};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    def admin_client(self) -> AdminClient:
+        return AdminClient(client_config(self.bootstrap, 10.0, self.admin))
+
+    def add_user(self, login: KafkaLogin) -> None:
+        """A SCRAM-SHA-512 user, as Strimzi's user operator makes one for a KafkaUser."""
+        upsert = UserScramCredentialUpsertion(
+            login.username,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+            login.password.encode(),
+        )
+        admin = self.admin_client()  # kept until the futures are done: it is their handle
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
+
+    def allow(self, username: str, acls: list[dict[str, Any]]) -> None:
+        """ACLs in the shape of a Strimzi KafkaUser's ``spec.authorization.acls``."""
+        kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+        patterns = {"prefix": ResourcePatternType.PREFIXED, "literal": ResourcePatternType.LITERAL}
+        bindings = [
+            AclBinding(
+                kinds[acl["resource"]["type"]],
+                acl["resource"]["name"],
+                patterns[acl["resource"].get("patternType", "literal")],
+                f"User:{username}",
+                acl.get("host", "*"),
+                getattr(AclOperation, _snake(operation).upper()),
+                AclPermissionType.ALLOW,
+            )
+            for acl in acls
+            for operation in acl["operations"]
+        ]
+        admin = self.admin_client()
+        for future in admin.create_acls(bindings).values():
+            future.result(timeout=30)
+
     def format_storage(self, config: Path, cluster_id: str) -> None:
-        """``kafka-storage format``; ``--cluster-id=`` so no ID can pass for an option."""
+        """``kafka-storage format``; ``--cluster-id=`` so no ID can pass for an option; with
+        ``admin``, its SCRAM credential is written into the new cluster's metadata."""
+        scram = []
+        if self.admin is not None:
+            scram = [
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={self.admin.username},password={self.admin.password}]",
+            ]
         fmt = subprocess.run(
             self.java(
-                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(config),
+                *scram,
             ),
             capture_output=True,
             text=True,
@@ -159,7 +247,7 @@ class LocalBroker:
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": quiet_logger()})
+        admin = self.admin_client()
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise NuclabError(f"Kafka broker exited: {self.log.read_text()[-1000:]}")
@@ -187,6 +275,11 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _snake(name: str) -> str:
+    """Strimzi's ``DescribeConfigs`` -> confluent-kafka's ``describe_configs``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _cluster_id() -> str:

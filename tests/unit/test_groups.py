@@ -116,3 +116,22 @@ def test_the_groups_kubeconfig_has_the_labs_server_its_token_and_its_namespace(
     assert cmd.lab_target(args) == (str(path), "nuclab-alpha")
     args.namespace = "other"
     assert cmd.lab_target(args) == (str(path), "other")
+
+
+def test_no_namespaces_kafka_prefix_starts_another_namespaces_topics() -> None:
+    namespaces = ["nuclab", "nuclab-a", "nuclab-ab", "nuclab-a-b", "lab-a"]
+    for mine in namespaces:
+        for other in namespaces:
+            topic = f"{groups.kafka_prefix(other)}purple.frames"
+            assert topic.startswith(groups.kafka_prefix(mine)) == (mine == other), (mine, topic)
+
+
+def test_a_namespaces_kafka_acls_are_prefixed_topics_and_groups_only() -> None:
+    acls = groups.kafka_acls("nuclab-a")
+    assert {
+        (a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"]) for a in acls
+    } == {
+        ("topic", "nuclab-a.", "prefix"),
+        ("group", "nuclab-a.", "prefix"),
+    }
+    assert all("All" not in a["operations"] and "Alter" not in a["operations"] for a in acls)

@@ -20,6 +20,7 @@ from nuclab.loadgen.schedule import Schedule, parse_schedule
 from nuclab.loadgen.units import parse_duration, parse_rate, parse_size
 
 if TYPE_CHECKING:  # the clients are imported by the mode that runs, never when the CLI loads
+    from nuclab.loadgen.kafka_common import KafkaLogin
     from nuclab.loadgen.metrics import Progress
     from nuclab.loadgen.results import RunResult
 
@@ -119,6 +120,42 @@ def _kafka_args(p: argparse.ArgumentParser) -> None:
         help="host:port of the brokers (default $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
     )
     p.add_argument("--topic", default="nuclab-load")
+    p.add_argument(
+        "--kafka-user",
+        default=os.environ.get("KAFKA_USERNAME", ""),
+        help="SCRAM-SHA-512 user (default $KAFKA_USERNAME; none: an unauthenticated listener)",
+    )
+    p.add_argument(
+        "--kafka-password-file",
+        metavar="FILE",
+        help="the user's password, read from this file (default $KAFKA_PASSWORD)",
+    )
+
+
+def _kafka_login(args: argparse.Namespace) -> KafkaLogin | None:
+    """The Kafka user and its password: from a file or the environment, never the command line."""
+    from nuclab.loadgen.kafka_common import KafkaLogin
+
+    if not args.kafka_user:
+        if args.kafka_password_file:
+            raise ValidationError("--kafka-user", "", "a user name with --kafka-password-file")
+        return None
+    if args.kafka_password_file:
+        try:
+            password = Path(args.kafka_password_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(
+                "--kafka-password-file", args.kafka_password_file, f"a readable file ({exc})"
+            ) from None
+    else:
+        password = os.environ.get("KAFKA_PASSWORD", "")
+    if not password:
+        raise ValidationError(
+            "--kafka-user",
+            args.kafka_user,
+            "a password too, in $KAFKA_PASSWORD or a --kafka-password-file (not empty)",
+        )
+    return KafkaLogin(args.kafka_user, password)
 
 
 def _rate_args(p: argparse.ArgumentParser, *, allow_max: bool) -> None:
@@ -258,6 +295,7 @@ def _produce(args: argparse.Namespace) -> int:
         acks=args.acks,
         linger_ms=args.linger_ms,
         client=client,
+        login=_kafka_login(args),
     )
     progress = Progress(mode="kafka-produce", unit=cfg.unit)
     return _run(args, progress, common, lambda: run_produce(cfg, progress))
@@ -280,6 +318,7 @@ def _consume(args: argparse.Namespace) -> int:
         group=args.group,
         from_beginning=not args.latest,
         timeout=common.timeout,
+        login=_kafka_login(args),
     )
     progress = Progress(mode="kafka-consume", unit="msg/s")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -22,12 +22,37 @@ def quiet_logger() -> logging.Logger:
     return logger
 
 
-def client_config(bootstrap: str, timeout: float) -> dict[str, object]:
-    return {
+# What the lab's Kafka asks of clients: its listener authenticates with SCRAM-SHA-512 over
+# SASL (Strimzi's `scram-sha-512` authentication), without TLS inside the cluster.
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class KafkaLogin:
+    """A Kafka user's SCRAM credentials (the password never on a command line)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+def client_config(
+    bootstrap: str, timeout: float, login: KafkaLogin | None = None
+) -> dict[str, object]:
+    conf: dict[str, object] = {
         "bootstrap.servers": bootstrap,
         "socket.connection.setup.timeout.ms": max(int(timeout * 1000), 1000),
         "logger": quiet_logger(),
     }
+    if login is not None:
+        conf.update(
+            {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": SCRAM_MECHANISM,
+                "sasl.username": login.username,
+                "sasl.password": login.password,
+            }
+        )
+    return conf
 
 
 @dataclass(frozen=True)
@@ -38,16 +63,24 @@ class TopicInfo:
     created: bool
 
 
-def check_broker(bootstrap: str, timeout: float) -> AdminClient:
-    """An admin client on a broker that answered within ``timeout``; NuclabError otherwise."""
+def check_broker(bootstrap: str, timeout: float, login: KafkaLogin | None = None) -> AdminClient:
+    """An admin client on a broker that answered within ``timeout`` (and accepted ``login``);
+    NuclabError otherwise."""
     if not bootstrap or not bootstrap.strip():
         raise ValidationError(
             "--bootstrap", bootstrap, "host:port[,host:port...] of a Kafka broker"
         )
-    admin = AdminClient(client_config(bootstrap, timeout))
+    seen: list[KafkaError] = []  # librdkafka reports a refused login here, not in the call
+    admin = AdminClient({**client_config(bootstrap, timeout, login), "error_cb": seen.append})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # delivers the errors librdkafka noted meanwhile to error_cb
+        if login is not None and any(e.code() == KafkaError._AUTHENTICATION for e in seen):
+            raise NuclabError(
+                f"--kafka-user: the broker at {bootstrap} refused user {login.username!r} "
+                f"(a wrong user name or password for {SCRAM_MECHANISM})"
+            ) from None
         raise NuclabError(
             f"--bootstrap: no Kafka broker answered at {bootstrap} within {timeout:g}s "
             f"({_reason(exc)})"
@@ -64,6 +97,8 @@ def ensure_topic(
     md = admin.list_topics(topic=topic, timeout=timeout)
     meta = md.topics.get(topic)
     created = False
+    if meta is not None and meta.error is not None and _denied(meta.error.code()):
+        raise _refused(topic)
     if meta is None or meta.error is not None:
         if not create:
             raise NuclabError(f"--topic: topic {topic!r} does not exist on the broker")
@@ -71,7 +106,9 @@ def ensure_topic(
         try:
             futures[topic].result(timeout=timeout)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            if _denied(_code(exc)):
+                raise _refused(topic) from None
+            if _code(exc) != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise NuclabError(f"--topic: cannot create {topic!r}: {_reason(exc)}") from None
         created = True
         meta = admin.list_topics(topic=topic, timeout=timeout).topics[topic]
@@ -96,6 +133,22 @@ def check_size(field: str, size: int, info: TopicInfo) -> None:
             f"at most {allowed} bytes: topic {info.name!r} has max.message.bytes="
             f"{info.max_message_bytes}, less {RECORD_OVERHEAD} bytes of record framing and key",
         )
+
+
+def _denied(code: int) -> bool:
+    return code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+
+
+def _refused(topic: str) -> NuclabError:
+    return NuclabError(
+        f"--topic: the broker does not let this Kafka user use topic {topic!r} "
+        "(its ACLs allow only the topics of its own group: see docs/tenancy.md)"
+    )
+
+
+def _code(exc: KafkaException) -> int | None:
+    err = exc.args[0] if exc.args else None
+    return err.code() if isinstance(err, KafkaError) else None
 
 
 def _reason(exc: KafkaException) -> str:

@@ -14,11 +14,17 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Message
 
 from nuclab.errors import NuclabError
-from nuclab.loadgen.kafka_common import check_broker, client_config, ensure_topic
+from nuclab.loadgen.kafka_common import KafkaLogin, check_broker, client_config, ensure_topic
 from nuclab.loadgen.metrics import Progress
 from nuclab.loadgen.payload import read_stamp
 from nuclab.loadgen.results import RunResult
 from nuclab.loadgen.stats import PerSecond, summarize
+
+# Refusals by the broker's ACLs, and the option that chose what was refused.
+_REFUSED = {
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "--group",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "--topic",
+}
 
 
 @dataclass
@@ -31,15 +37,18 @@ class ConsumeConfig:
     group: str | None = None
     from_beginning: bool = True
     timeout: float = 10.0
+    login: KafkaLogin | None = None
 
 
 def run_consume(cfg: ConsumeConfig, progress: Progress) -> RunResult:
-    admin = check_broker(cfg.bootstrap, cfg.timeout)
+    admin = check_broker(cfg.bootstrap, cfg.timeout, cfg.login)
     ensure_topic(admin, cfg.topic, cfg.timeout, None, create=True)
-    conf = client_config(cfg.bootstrap, cfg.timeout)
+    conf = client_config(cfg.bootstrap, cfg.timeout, cfg.login)
     conf.update(
         {
-            "group.id": cfg.group or f"nuclab-loadgen-{uuid.uuid4().hex[:12]}",
+            # A new group per run, named after the topic: a Kafka user whose ACLs allow a
+            # prefix of topics and groups (docs/tenancy.md) may use it.
+            "group.id": cfg.group or f"{cfg.topic}.loadgen-{uuid.uuid4().hex[:12]}",
             "auto.offset.reset": "earliest" if cfg.from_beginning else "latest",
             "enable.auto.commit": True,
             "fetch.wait.max.ms": 10,
@@ -88,6 +97,12 @@ class _Tally:
         progress = self.progress
         err = msg.error()
         if err is not None:
+            if err.code() in _REFUSED:
+                field = _REFUSED[err.code()]
+                raise NuclabError(
+                    f"{field}: the broker refused this Kafka user ({err.str()}): its ACLs "
+                    "allow only the topics and groups of its own group (docs/tenancy.md)"
+                )
             if err.code() != KafkaError._PARTITION_EOF:
                 progress.errors += 1
             return

@@ -17,7 +17,13 @@ from typing import Any
 from confluent_kafka import Producer
 
 from nuclab.errors import NuclabError
-from nuclab.loadgen.kafka_common import check_broker, check_size, client_config, ensure_topic
+from nuclab.loadgen.kafka_common import (
+    KafkaLogin,
+    check_broker,
+    check_size,
+    client_config,
+    ensure_topic,
+)
 from nuclab.loadgen.metrics import Progress
 from nuclab.loadgen.payload import Payloads, stamp
 from nuclab.loadgen.results import RunResult
@@ -42,11 +48,12 @@ class ProduceConfig:
     acks: str = "all"
     linger_ms: float = 5.0
     client: dict[str, Any] = field(default_factory=dict)  # extra librdkafka settings
+    login: KafkaLogin | None = None
 
 
 def preflight(cfg: ProduceConfig) -> dict[str, Any]:
     """Broker reachable, topic there (or created), payloads within the limit: before any send."""
-    admin = check_broker(cfg.bootstrap, cfg.timeout)
+    admin = check_broker(cfg.bootstrap, cfg.timeout, cfg.login)
     info = ensure_topic(admin, cfg.topic, cfg.timeout, cfg.partitions, cfg.create_topic)
     check_size("--size", cfg.payloads.max_size, info)
     return {
@@ -60,7 +67,7 @@ def preflight(cfg: ProduceConfig) -> dict[str, Any]:
 def run_produce(cfg: ProduceConfig, progress: Progress) -> RunResult:
     """Produce for the schedule's duration; return what was acknowledged, and how fast."""
     topic_info = preflight(cfg)
-    conf = client_config(cfg.bootstrap, cfg.timeout)
+    conf = client_config(cfg.bootstrap, cfg.timeout, cfg.login)
     conf.update(
         {
             "acks": cfg.acks,
