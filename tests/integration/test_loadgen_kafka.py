@@ -277,7 +277,8 @@ def test_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
         check=False,
     )
     assert run.returncode == 2
-    assert time.monotonic() - started < 3 + 2  # the timeout, plus interpreter start-up
+    # the timeout, plus interpreter start-up on a loaded machine: far less than the default 10 s
+    assert time.monotonic() - started < 3 + 4
     assert run.stderr.startswith(
         f"nuclab: error: --bootstrap: no Kafka broker answered at 127.0.0.1:{port} within 3s"
     )

@@ -81,6 +81,6 @@ def test_unreachable_url_fails_within_the_timeout(capsys: pytest.CaptureFixture[
         ]
     )
     assert code == 2
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 2 + 1.5  # the timeout, and room for a loaded machine
     err = capsys.readouterr().err
     assert f"--url: cannot connect to http://127.0.0.1:{port}/ within 2s" in err
