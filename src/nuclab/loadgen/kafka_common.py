@@ -135,7 +135,7 @@ def check_size(field: str, size: int, info: TopicInfo) -> None:
         )
 
 
-def _denied(code: int) -> bool:
+def _denied(code: int | None) -> bool:
     return code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
 
 
