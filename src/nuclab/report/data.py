@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.export.dataset import sha256
+from nuclab.histogram import histogram_quantile
 
 PEER_LABELS = ("peer", "pod", "instance")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -81,6 +83,10 @@ class Dataset:
             out.append(Series(key[0], labels, ts[idx][order], values[idx][order]))
         self._cache[name] = out
         return out
+
+    def families(self) -> list[str]:
+        """The metric families the dataset holds."""
+        return sorted(self._families)
 
     def metric(self, family: str, metric: str) -> list[Series]:
         return [s for s in self.family(family) if s.metric == metric]
@@ -166,6 +172,19 @@ def rate(s: Series) -> tuple[np.ndarray, np.ndarray]:
     dt = np.diff(s.t)
     dt[dt <= 0] = np.nan
     return s.t[1:], dv / dt
+
+
+def overall_percentiles(
+    buckets: list[Series], quantiles: Sequence[float] = (0.5, 0.9, 0.99)
+) -> dict[str, float]:
+    """p50/p90/p99 (seconds) over the whole window, all series' buckets summed by bound."""
+    merged: dict[float, float] = defaultdict(float)
+    for b in buckets:
+        bounds, counts = bucket_increase([b])
+        merged[float(bounds[0])] += float(counts[0])
+    ordered = sorted(merged)
+    counts = [merged[b] for b in ordered]
+    return {f"p{round(q * 100)}": histogram_quantile(q, ordered, counts) for q in quantiles}
 
 
 def bucket_increase(buckets: list[Series]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nuclab.errors import NuclabError, ValidationError
 from nuclab.report import plots
-from nuclab.report.data import Dataset
+from nuclab.report.data import Dataset, overall_percentiles
 
 # (section title, family, metric, kind, y label, scale)
 RESOURCE_PLOTS = [
@@ -115,7 +115,7 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
     rtt_q = (lambda: plots.percentiles_over_time(buckets, "Peer RTT")) if buckets else None
     section("RTT percentiles", rtt_q, " (nuclab_peer_rtt_seconds_bucket)")
     if buckets:
-        overall = plots.overall_percentiles(buckets)
+        overall = overall_percentiles(buckets)
         parts.append(_table([(k, f"{v * 1000:.3f} ms") for k, v in overall.items()]))
     lat = ds.metric(
         "nuclab_peer_delivery_latency_seconds", "nuclab_peer_delivery_latency_seconds_bucket"
@@ -123,7 +123,7 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
     lat_q = (lambda: plots.percentiles_over_time(lat, "Delivery latency")) if lat else None
     section("Delivery latency", lat_q, " (nuclab_peer_delivery_latency_seconds)")
     if lat:
-        overall = plots.overall_percentiles(lat)
+        overall = overall_percentiles(lat)
         parts.append(_table([(k, f"{v * 1000:.3f} ms") for k, v in overall.items()]))
 
     nodes = m.get("nodes") or []

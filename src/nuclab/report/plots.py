@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from nuclab.histogram import histogram_quantile
-from nuclab.report.data import Dataset, Series, bucket_increase, rate
+from nuclab.report.data import Dataset, Series, rate
 
 MAX_LINES = 20  # more peers than this: the busiest ones, the legend says so
 
@@ -142,17 +142,6 @@ def percentiles_over_time(
     ax.set_title(title)
     _time_axes(ax, "ms")
     return _png(fig)
-
-
-def overall_percentiles(buckets: list[Series]) -> dict[str, float]:
-    """p50/p90/p99 (seconds) over the whole window, all series together."""
-    merged: dict[float, float] = defaultdict(float)
-    for b in buckets:
-        bounds, counts = bucket_increase([b])
-        merged[float(bounds[0])] += float(counts[0])
-    bounds = np.array(sorted(merged))
-    counts = np.array([merged[b] for b in bounds])
-    return {f"p{round(q * 100)}": histogram_quantile(q, bounds, counts) for q in (0.5, 0.9, 0.99)}
 
 
 def available(ds: Dataset, family: str) -> bool:

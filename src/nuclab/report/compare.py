@@ -1,0 +1,265 @@
+"""``nuclab compare``: the key figures of exported datasets side by side, and regressions.
+
+Each figure is computed from a dataset's own files (``nuclab.report.data``), the same way for
+every dataset: delivery latency and probe RTT percentiles over the whole window (PromQL's
+``histogram_quantile`` over the summed bucket increases), messages published and delivered
+(counter increases, resets counted from zero as PromQL's ``increase`` does), delivery
+throughput, CPU and memory per peer (cAdvisor), and energy (the integral of the lab's Kepler
+recording rule of the experiment's power) where the dataset has it.
+A figure a dataset lacks is ``None``: shown as ``-``, never compared.
+
+The first dataset is the baseline. ``--max-regression 5%`` (all figures) or
+``--max-regression delivery_p99_ms=10%`` (one) sets how much worse, in the figure's own
+direction (latency up, delivered down), another dataset may be before the command exits 4.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nuclab.errors import ValidationError
+from nuclab.report.data import Dataset, Series, overall_percentiles
+
+REGRESSION_EXIT = 4
+FORMATS = ("table", "json", "csv")
+
+
+def increase(s: Series) -> float:
+    """How much a counter grew over the window, a reset counted from zero (PromQL's rule)."""
+    if len(s.v) < 2:
+        return 0.0
+    dv = np.diff(s.v)
+    return float(np.sum(np.where(dv < 0, s.v[1:], dv)))
+
+
+def window_seconds(ds: Dataset) -> float | None:
+    """The span the dataset's samples cover (the export's window, as the samples show it)."""
+    spans = [
+        (float(s.t[0]), float(s.t[-1]))
+        for family in ds.families()
+        for s in ds.family(family)
+        if len(s.t)
+    ]
+    if not spans:
+        return None
+    span = max(e for _, e in spans) - min(b for b, _ in spans)
+    return span if span > 0 else None
+
+
+def _quantile(ds: Dataset, family: str, q: float) -> float | None:
+    buckets = ds.metric(family, f"{family}_bucket")
+    if not buckets:
+        return None
+    value = overall_percentiles(buckets, (q,))[f"p{round(q * 100)}"]
+    return None if math.isnan(value) else value * 1000
+
+
+def _total(ds: Dataset, metric: str) -> float | None:
+    series = ds.metric(metric, metric)
+    return sum(increase(s) for s in series) if series else None
+
+
+def _throughput(ds: Dataset) -> float | None:
+    delivered, seconds = _total(ds, "nuclab_peer_messages_received_total"), window_seconds(ds)
+    return None if delivered is None or not seconds else delivered / seconds
+
+
+def _cpu_per_peer(ds: Dataset) -> float | None:
+    series = ds.metric("container_cpu_usage_seconds_total", "container_cpu_usage_seconds_total")
+    per_peer: dict[str, float] = {}
+    for s in series:
+        if len(s.t) >= 2 and s.t[-1] > s.t[0]:
+            per_peer[s.peer] = per_peer.get(s.peer, 0.0) + increase(s) / float(s.t[-1] - s.t[0])
+    return sum(per_peer.values()) / len(per_peer) if per_peer else None
+
+
+def _memory_per_peer(ds: Dataset) -> float | None:
+    series = ds.metric("container_memory_working_set_bytes", "container_memory_working_set_bytes")
+    peaks: dict[str, float] = {}
+    for s in series:
+        if len(s.v):
+            peaks[s.peer] = max(peaks.get(s.peer, 0.0), float(np.max(s.v)))
+    return sum(peaks.values()) / len(peaks) / 2**20 if peaks else None
+
+
+# The lab's recording rule of an experiment's power from Kepler (roles/monitoring's rules), in
+# watts: its integral over the window is the experiment's energy.
+EXPERIMENT_POWER = "nuclab:experiment_kepler_joules:rate2m"
+
+
+def _energy(ds: Dataset) -> float | None:
+    series = [s for s in ds.metric(EXPERIMENT_POWER, EXPERIMENT_POWER) if len(s.t) >= 2]
+    return sum(float(np.trapezoid(s.v, s.t)) for s in series) if series else None
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    title: str
+    unit: str
+    lower_is_better: bool
+    compute: Callable[[Dataset], float | None]
+    source: str  # how it is computed, for the docs' table
+
+
+def docs_table() -> list[str]:
+    """The figures as the Markdown table of docs/measurement.md (``make generate``)."""
+    rows = ["| figure | unit | better | computed from |", "|---|---|---|---|"]
+    rows += [
+        f"| `{f.key}` | {f.unit} | {'lower' if f.lower_is_better else 'higher'} | {f.source} |"
+        for f in FIGURES
+    ]
+    return rows
+
+
+_DELIVERY = "nuclab_peer_delivery_latency_seconds"
+_RTT = "nuclab_peer_rtt_seconds"
+_QUANTILE = "over the whole window (summed bucket increases, as PromQL's `histogram_quantile`)"
+FIGURES: tuple[Figure, ...] = (
+    *(
+        Figure(f"delivery_p{p}_ms", f"delivery latency p{p}", "ms", True,
+               lambda ds, q=p / 100: _quantile(ds, _DELIVERY, q),
+               f"`{_DELIVERY}` {_QUANTILE}")
+        for p in (50, 90, 99)
+    ),
+    *(
+        Figure(f"rtt_p{p}_ms", f"probe RTT p{p}", "ms", True,
+               lambda ds, q=p / 100: _quantile(ds, _RTT, q), f"`{_RTT}` {_QUANTILE}")
+        for p in (50, 90, 99)
+    ),
+    Figure("messages_sent", "messages published", "messages", False,
+           lambda ds: _total(ds, "nuclab_peer_messages_sent_total"),
+           "the increase of `nuclab_peer_messages_sent_total` summed over peers (a reset, a "
+           "restarted peer, counts from zero, as PromQL's `increase`)"),
+    Figure("messages_delivered", "messages delivered", "messages", False,
+           lambda ds: _total(ds, "nuclab_peer_messages_received_total"),
+           "the same of `nuclab_peer_messages_received_total`"),
+    Figure("throughput_msg_s", "delivery throughput", "messages/s", False, _throughput,
+           "messages delivered over the span the dataset's samples cover"),
+    Figure("cpu_cores_per_peer", "CPU per peer (mean)", "cores", True, _cpu_per_peer,
+           "cAdvisor's `container_cpu_usage_seconds_total` per peer over its span, averaged "
+           "over peers"),
+    Figure("memory_mib_per_peer", "memory per peer (mean of peaks)", "MiB", True,
+           _memory_per_peer,
+           "each peer's peak `container_memory_working_set_bytes`, averaged over peers"),
+    Figure("energy_j", "energy (Kepler)", "J", True, _energy,
+           f"the integral over time of `{EXPERIMENT_POWER}` (the lab's Kepler rule, watts)"),
+)  # fmt: skip
+KEYS = tuple(f.key for f in FIGURES)
+
+
+def parse_thresholds(given: Sequence[str]) -> dict[str, float]:
+    """``5%`` (every figure) and ``KEY=5%`` (one, later wins) -> {key: fraction}."""
+    out: dict[str, float] = {}
+    for item in given:
+        key, sep, value = item.rpartition("=")
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)%", value.strip())
+        if not match or (sep and key not in KEYS):
+            raise ValidationError(
+                "--max-regression",
+                item,
+                f"PERCENT% or FIGURE=PERCENT% (e.g. 5%, delivery_p99_ms=10%), FIGURE one of "
+                f"{', '.join(KEYS)}",
+            )
+        fraction = float(match.group(1)) / 100
+        for k in [key] if sep else KEYS:
+            out[k] = fraction
+    return out
+
+
+@dataclass
+class Comparison:
+    names: list[str]
+    values: dict[str, list[float | None]]  # figure key -> one value per dataset
+    regressions: list[str]  # one line each: dataset, figure, baseline, value, change, limit
+
+
+def _change(base: float | None, value: float | None) -> float | None:
+    if base is None or value is None or base == 0:
+        return None
+    return (value - base) / abs(base)
+
+
+def compare(paths: Sequence[Path], thresholds: dict[str, float]) -> Comparison:
+    if len(paths) < 2:
+        raise ValidationError("datasets", [str(p) for p in paths], "two or more dataset folders")
+    datasets = [Dataset(p) for p in paths]
+    names = [_name(ds) for ds in datasets]
+    values = {f.key: [f.compute(ds) for ds in datasets] for f in FIGURES}
+    regressions = []
+    for f in FIGURES:
+        limit = thresholds.get(f.key)
+        if limit is None:
+            continue
+        base = values[f.key][0]
+        for name, value in zip(names[1:], values[f.key][1:], strict=True):
+            change = _change(base, value)
+            if change is None:
+                continue
+            worse = change if f.lower_is_better else -change
+            if worse > limit + 1e-12:
+                regressions.append(
+                    f"{name}: {f.key} {_fmt(value)} {f.unit} against {_fmt(base)} "
+                    f"({change:+.1%}; at most {limit:.1%} worse allowed)"
+                )
+    return Comparison(names, values, regressions)
+
+
+def _name(ds: Dataset) -> str:
+    return f"{ds.manifest.get('experiment', '?')} ({ds.path.name})"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def render(result: Comparison, fmt: str) -> str:
+    figures = {f.key: f for f in FIGURES}
+    if fmt == "json":
+        return (
+            json.dumps(
+                {
+                    "datasets": result.names,
+                    "figures": {
+                        k: {
+                            "unit": figures[k].unit,
+                            "lower_is_better": figures[k].lower_is_better,
+                            "values": v,
+                        }
+                        for k, v in result.values.items()
+                    },
+                    "regressions": result.regressions,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["figure", "unit", *result.names])
+        for k, v in result.values.items():
+            writer.writerow([k, figures[k].unit, *("" if x is None else repr(x) for x in v)])
+        return out.getvalue()
+    rows = [["figure", "unit", *result.names]]
+    for k, v in result.values.items():
+        cells = [_fmt(v[0])]
+        for x in v[1:]:
+            change = _change(v[0], x)
+            cells.append(_fmt(x) + ("" if change is None else f" ({change:+.1%})"))
+        rows.append([k, figures[k].unit, *cells])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )

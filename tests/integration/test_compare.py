@@ -1,0 +1,197 @@
+"""``nuclab compare`` on datasets that ``nuclab export`` wrote from a real Prometheus.
+
+Two runs of one experiment's shape, ``base`` and ``slow``, are generated here as samples whose
+figures are known by construction (delivery latencies all in one histogram bucket, counters
+growing by a fixed step each second, one peer restart resetting a counter), backfilled into a
+real Prometheus (Debian package) with ``promtool``, and exported as a user would. ``compare``
+must print exactly the figures the construction gives, and exit 4 only on a regression beyond
+the thresholds asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nuclab.cli import main as nuclab
+from tests.harness.prometheus import local_prometheus
+
+POINTS = 600
+T0 = (int(time.time()) // 60 - 180) * 60  # 3 h ago, on the minute
+SPAN = POINTS - 1  # seconds between the first and the last sample
+BUCKETS = ("0.01", "0.05", "0.1", "+Inf")
+
+# Per second and per peer: observations and the bucket they fall in, messages published and
+# received, CPU seconds; the memory each peer holds.
+RUNS = {
+    "base": {
+        "bucket": "0.01",
+        "sent": 5,
+        "received": 8,
+        "cpu": 0.05,
+        "memory": 12 * 2**20,
+        "watts": 2.0,
+    },
+    "slow": {
+        "bucket": "0.05",
+        "sent": 5,
+        "received": 4,
+        "cpu": 0.10,
+        "memory": 14 * 2**20,
+        "watts": 3.0,
+    },
+}
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def samples() -> dict:
+    data: dict = {}
+    ts = [T0 + i for i in range(POINTS)]
+    for name, run in RUNS.items():
+        # the lab's recording rule of the experiment's power (Kepler), in watts
+        power = ("nuclab:experiment_kepler_joules:rate2m", (("experiment", name),))
+        data[power] = [(t, run["watts"]) for t in ts]
+        for p in range(2):
+            peer = f"nuclab-exp-{name}-{p}"
+            me = (("experiment", name), ("peer", peer))
+            for le in BUCKETS:
+                inside = float(le) >= float(run["bucket"]) if le != "+Inf" else True
+                key = (
+                    "nuclab_peer_delivery_latency_seconds_bucket",
+                    tuple(sorted((*me, ("le", le)))),
+                )
+                data[key] = [(t, 10.0 * i if inside else 0.0) for i, t in enumerate(ts)]
+            sent = [run["sent"] * i for i in range(POINTS)]
+            if name == "slow" and p == 1:  # this peer restarted half way: its counter reset
+                sent = [run["sent"] * (i if i < 300 else i - 300) for i in range(POINTS)]
+            data[("nuclab_peer_messages_sent_total", me)] = list(
+                zip(ts, map(float, sent), strict=True)
+            )
+            data[("nuclab_peer_messages_received_total", me)] = [
+                (t, float(run["received"] * i)) for i, t in enumerate(ts)
+            ]
+            pod = (("namespace", "nuclab"), ("pod", peer))
+            data[("container_cpu_usage_seconds_total", pod)] = [
+                (t, round(run["cpu"] * i, 6)) for i, t in enumerate(ts)
+            ]
+            data[("container_memory_working_set_bytes", pod)] = [
+                (t, float(run["memory"])) for t in ts
+            ]
+    return data
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    with local_prometheus(tmp_path_factory.mktemp("prometheus"), samples()) as url:
+        out = tmp_path_factory.mktemp("datasets")
+        paths = {}
+        for name in RUNS:
+            paths[name] = out / name
+            argv = ["export", name, "--prometheus-url", url, "--output", str(paths[name]),
+                    "--step", "1", "--start", _iso(T0), "--end", _iso(T0 + SPAN)]  # fmt: skip
+            assert nuclab(argv) == 0
+        yield paths
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = nuclab(["compare", *argv, "-o", "json"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def test_compare_prints_the_figures_the_runs_were_made_with(
+    datasets: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, got, err = _json(capsys, str(datasets["base"]), str(datasets["slow"]))
+    assert (code, err) == (0, "")  # no threshold asked: nothing is a regression
+    values = {k: v["values"] for k, v in got["figures"].items()}
+    # Every observation in (0, 10 ms] for base, (10, 50 ms] for slow: linear inside the bucket.
+    assert values["delivery_p50_ms"] == pytest.approx([5.0, 30.0])
+    assert values["delivery_p90_ms"] == pytest.approx([9.0, 46.0])
+    assert values["delivery_p99_ms"] == pytest.approx([9.9, 49.6])
+    assert values["rtt_p50_ms"] == [None, None]  # no probe in these runs
+    # 599 seconds of 5 messages per peer; slow's second peer restarted: 5 x (299 + 299).
+    assert values["messages_sent"] == pytest.approx([2 * 5 * SPAN, 5 * SPAN + 5 * 598])
+    assert values["messages_delivered"] == pytest.approx([2 * 8 * SPAN, 2 * 4 * SPAN])
+    assert values["throughput_msg_s"] == pytest.approx([16.0, 8.0])
+    assert values["cpu_cores_per_peer"] == pytest.approx([0.05, 0.10])
+    assert values["memory_mib_per_peer"] == pytest.approx([12.0, 14.0])
+    assert values["energy_j"] == pytest.approx([2.0 * SPAN, 3.0 * SPAN])  # watts x seconds
+    assert got["datasets"] == ["base (base)", "slow (slow)"]
+
+
+def test_a_regression_beyond_the_threshold_exits_4_naming_each_figure(
+    datasets: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, slow = str(datasets["base"]), str(datasets["slow"])
+    code = nuclab(["compare", base, slow, "--max-regression", "5%"])
+    out, err = capsys.readouterr()
+    assert code == 4
+    lines = err.splitlines()
+    assert all(line.startswith("nuclab: regression: slow (slow): ") for line in lines), err
+    worse = sorted(line.split(": ")[3].split()[0] for line in lines)
+    # Slower delivery, fewer messages, more CPU, memory and energy; published messages 0.2 %
+    # fewer (within 5 %); no RTT in either.
+    assert worse == sorted(
+        ["delivery_p50_ms", "delivery_p90_ms", "delivery_p99_ms", "messages_delivered",
+         "throughput_msg_s", "cpu_cores_per_peer", "memory_mib_per_peer", "energy_j"]
+    )  # fmt: skip
+    table = {line.split()[0]: re.split(r"\s{2,}", line) for line in out.splitlines()}
+    assert table["figure"] == ["figure", "unit", "base (base)", "slow (slow)"]
+    assert table["delivery_p99_ms"] == ["delivery_p99_ms", "ms", "9.9", "49.6 (+401.0%)"]
+    assert table["energy_j"] == ["energy_j", "J", "1,198", "1,797 (+50.0%)"]
+    assert table["rtt_p99_ms"] == ["rtt_p99_ms", "ms", "-", "-"]
+    # Per figure: only memory checked, and allowed its +16.7 %.
+    assert nuclab(["compare", base, slow, "--max-regression", "memory_mib_per_peer=17%"]) == 0
+    # The other way round, slow is the baseline: base is better in every figure.
+    assert nuclab(["compare", slow, base, "--max-regression", "0%"]) == 0
+    capsys.readouterr()
+
+
+def test_csv_has_a_row_per_figure_and_a_column_per_dataset(
+    datasets: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nuclab(["compare", str(datasets["base"]), str(datasets["base"]), "-o", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["figure", "unit", "base (base)", "base (base)"]
+    by_key = {r[0]: r[2:] for r in rows[1:]}
+    assert float(by_key["throughput_msg_s"][0]) == pytest.approx(16.0)
+    assert by_key["rtt_p50_ms"] == ["", ""]
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--max-regression", "five"], "--max-regression"),
+        (["--max-regression", "latency=5%"], "--max-regression"),
+        (["--max-regression=-5%"], "--max-regression"),
+    ],
+)
+def test_bad_thresholds_are_one_line_exit_2(
+    datasets: dict[str, Path], capsys: pytest.CaptureFixture[str], argv: list[str], field: str
+) -> None:
+    assert nuclab(["compare", str(datasets["base"]), str(datasets["slow"]), *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"nuclab: error: {field}: ") and err.count("\n") == 1, err
+
+
+def test_one_dataset_or_a_folder_that_is_not_one_is_refused(
+    datasets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert nuclab(["compare", str(datasets["base"])]) == 2
+    assert capsys.readouterr().err.startswith("nuclab: error: datasets: ")
+    assert nuclab(["compare", str(datasets["base"]), str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("nuclab: error: dataset ") and "no manifest.json" in err
