@@ -195,3 +195,33 @@ def test_one_dataset_or_a_folder_that_is_not_one_is_refused(
     assert nuclab(["compare", str(datasets["base"]), str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert err.startswith("nuclab: error: dataset ") and "no manifest.json" in err
+
+
+def test_html_page_has_the_table_the_regressions_and_a_chart_per_figure_with_data(
+    datasets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "compare.html"
+    argv = ["compare", str(datasets["base"]), str(datasets["slow"]), "-o", "json",
+            "--max-regression", "delivery_p99_ms=5%", "--html", str(out)]  # fmt: skip
+    assert nuclab(argv) == 4
+    stdout, err = capsys.readouterr()
+    got = json.loads(stdout)  # the page does not mix into the JSON
+    assert f"compare: {out} (9 figures)" in err
+    page = out.read_text()
+    with_data = [k for k, v in got["figures"].items() if any(x is not None for x in v["values"])]
+    assert len(with_data) == 9  # all but the three RTT figures
+    for key in got["figures"]:
+        assert (f'<img alt="{key}" src="data:image/png;base64,' in page) == (key in with_data)
+    assert "<td>delivery_p99_ms</td><td>ms</td><td>9.9</td><td>49.6 (+401.0%)</td>" in page
+    assert "<h2>Regressions</h2><ul><li>slow (slow): delivery_p99_ms 49.6 ms" in page
+    assert not list(tmp_path.glob(".report*"))  # written whole, then renamed
+
+
+def test_html_into_a_missing_folder_is_refused_before_any_work(
+    datasets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing" / "c.html"
+    argv = ["compare", str(datasets["base"]), str(datasets["slow"]), "--html", str(target)]
+    assert nuclab(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("nuclab: error: --html: ") and err.count("\n") == 1

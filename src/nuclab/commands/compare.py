@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="[FIGURE=]PERCENT%",
         help="how much worse than the baseline a figure may be (repeatable; exit 4 beyond it)",
     )
+    p.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a page with a bar chart per figure"
+    )
     p.set_defaults(func=_run)
 
 
@@ -36,8 +39,15 @@ def _run(args: argparse.Namespace) -> int:
     from nuclab.report import compare
 
     thresholds = compare.parse_thresholds(args.max_regression)
+    if args.html is not None:
+        from nuclab.report.page import check_output
+
+        check_output("--html", args.html)
     result = compare.compare(args.datasets, thresholds)
     sys.stdout.write(compare.render(result, args.output))
+    if args.html is not None:
+        drawn = compare.write_html(result, args.html)
+        print(f"compare: {args.html} ({len(drawn)} figures)", file=sys.stderr)
     for line in result.regressions:
         print(f"nuclab: regression: {line}", file=sys.stderr)
     return compare.REGRESSION_EXIT if result.regressions else 0

@@ -263,3 +263,49 @@ def render(result: Comparison, fmt: str) -> str:
     return "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
     )
+
+
+def html(result: Comparison) -> tuple[str, list[str]]:
+    """A self-contained page: the table, the regressions, a bar chart per figure with data."""
+    import html as escape
+
+    from nuclab.report import page, plots
+
+    figures = {f.key: f for f in FIGURES}
+    head = "".join(f"<th>{escape.escape(h)}</th>" for h in ("figure", "unit", *result.names))
+    rows = []
+    for key, values in result.values.items():
+        cells = [_fmt(values[0])]
+        for x in values[1:]:
+            change = _change(values[0], x)
+            cells.append(_fmt(x) + ("" if change is None else f" ({change:+.1%})"))
+        row = [key, figures[key].unit, *cells]
+        rows.append("<tr>" + "".join(f"<td>{escape.escape(c)}</td>" for c in row) + "</tr>")
+    parts = [
+        "<h1>nuclab compare</h1>",
+        f"<p>Baseline: {escape.escape(result.names[0])}.</p>",
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>",
+    ]
+    if result.regressions:
+        items = "".join(f"<li>{escape.escape(r)}</li>" for r in result.regressions)
+        parts.append(f"<h2>Regressions</h2><ul>{items}</ul>")
+    drawn = []
+    for key, values in result.values.items():
+        if all(v is None for v in values):
+            continue
+        f = figures[key]
+        title = f"{f.title} ({'lower' if f.lower_is_better else 'higher'} is better)"
+        parts += [
+            f"<h2>{escape.escape(key)}</h2>",
+            page.img(plots.bars(title, f.unit, result.names, values), key),
+        ]
+        drawn.append(key)
+    return page.html_page("nuclab compare", parts), drawn
+
+
+def write_html(result: Comparison, output: Path) -> list[str]:
+    from nuclab.report import page
+
+    text, drawn = html(result)
+    page.write_page("--html", output, text)
+    return drawn

@@ -40,7 +40,7 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; 
 """
 
 
-def _img(png: bytes, alt: str) -> str:
+def img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
@@ -93,7 +93,7 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
         if make is None:
             parts.append(f'<p class="missing">No data for this in the dataset{why}.</p>')
             return
-        parts.append(_img(make(), title))
+        parts.append(img(make(), title))
         figures.append(title)
 
     for title, family, metric, kind, ylabel, scale in RESOURCE_PLOTS:
@@ -132,26 +132,40 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
         rows = "".join(_node_row(n) for n in nodes)
         head = "<tr><th>node</th><th>version</th><th>capacity</th><th>labels</th></tr>"
         parts.append(f"<table>{head}{rows}</table>")
-    page = (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>nuclab report: {name}</title>'
-        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n"
-    )
-    return page, figures
+    return html_page(f"nuclab report: {m.get('experiment', '?')}", parts), figures
 
 
 def write_report(dataset: Path, output: Path | None = None) -> tuple[Path, list[str]]:
     target = output or dataset / "report.html"
-    if output is not None and (not target.parent.is_dir() or target.is_dir()):
-        raise ValidationError("output", str(output), "an HTML file in a folder that exists")
+    if output is not None:
+        check_output("output", output)
     ds = Dataset(dataset)
     page, figures = render(ds)
+    write_page("output", target, page)
+    return target, figures
+
+
+def check_output(field: str, output: Path) -> None:
+    """Before any work: an HTML file to be written in a folder that exists."""
+    if not output.parent.is_dir() or output.is_dir():
+        raise ValidationError(field, str(output), "an HTML file in a folder that exists")
+
+
+def write_page(field: str, target: Path, page: str) -> None:
+    """The whole page or nothing: written beside ``target``, then renamed onto it."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=target.parent)
     except OSError as exc:
         raise NuclabError(
-            f"output: cannot write in {str(target.parent)!r}: {exc.strerror}"
+            f"{field}: cannot write in {str(target.parent)!r}: {exc.strerror}"
         ) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(page)
     os.replace(tmp, target)
-    return target, figures
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+    )

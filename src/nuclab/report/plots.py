@@ -146,3 +146,21 @@ def percentiles_over_time(
 
 def available(ds: Dataset, family: str) -> bool:
     return bool(ds.family(family))
+
+
+def bars(title: str, unit: str, names: list[str], values: list[float | None]) -> bytes:
+    """One horizontal bar per dataset (the baseline on top); a missing value has no bar."""
+    fig = Figure(figsize=(9, 0.5 + 0.45 * len(names)))
+    ax = fig.subplots()
+    y = np.arange(len(names))[::-1]
+    heights = [np.nan if v is None else v for v in values]
+    ax.barh(y, heights, color=["#4a7ab5", *["#d08a3c"] * (len(names) - 1)])
+    ax.set_yticks(y, names, fontsize=8)
+    for yi, v in zip(y, values, strict=True):
+        label, at = ("no data", 0.0) if v is None else (f"{v:.4g}", v)
+        ax.annotate(label, (at, yi), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=8)  # fmt: skip
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
