@@ -16,6 +16,7 @@ of the real Loki: it is a stand-in for that failure only.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -42,6 +43,7 @@ from tests.conftest import tool
 from tests.harness.prometheus import local_prometheus
 from tests.integration.conftest import run_playbook
 from tests.integration.localloki import local_loki, push, query_range_requests
+from tests.integration.realnodes import REAL, REAL_CLIENT
 
 STEP = 1
 POINTS = 12_500  # > 11,000: every export below needs two chunks per metric
@@ -556,6 +558,12 @@ def test_export_reads_the_window_and_provenance_from_the_release(
     names = {n["name"] for n in m["nodes"]}
     assert "nuc-master" in names and "nuc-1" in names
     assert all("nuclab.io/role" in n["labels"] and n["capacity"] for n in m["nodes"])
+    # The real nodes' kubelets report this machine's kernel and architecture (compare and rerun
+    # say what differs between labs).
+    real = [n for n in m["nodes"] if n["name"] in REAL | {REAL_CLIENT}]
+    assert len(real) == 3
+    for node in real:
+        assert (node["kernel"], node["architecture"]) == (os.uname().release, "amd64"), node
     ts = pq.read_table(out / "metrics" / "nuclab_peer_messages_sent_total.parquet")["timestamp"]
     assert ts.to_pylist()[0] >= start.replace(microsecond=0)
 

@@ -80,6 +80,8 @@ def nodes_info(core: Any) -> list[dict[str, Any]]:
                 "allocatable": dict(n.status.allocatable or {}),
                 "kubelet_version": info.kubelet_version if info else None,
                 "os_image": info.os_image if info else None,
+                "kernel": info.kernel_version if info else None,
+                "architecture": info.architecture if info else None,
                 "container_runtime": info.container_runtime_version if info else None,
             }
         )
