@@ -181,6 +181,45 @@ class Comparison:
     names: list[str]
     values: dict[str, list[float | None]]  # figure key -> one value per dataset
     regressions: list[str]  # one line each: dataset, figure, baseline, value, change, limit
+    differences: dict[str, list[str]]  # dataset -> what differs from the baseline's run and lab
+
+
+def lab_of(manifest: dict) -> dict[str, object]:
+    """What a run's figures depend on besides the code under test, from its manifest: the spec,
+    the chart, K3s, the nodes by role and zone with their kernels and architectures, the images.
+    ``None`` where the manifest does not say (an export without the cluster)."""
+    nodes = manifest.get("nodes")
+    lab: dict[str, object] = {
+        f"spec.{k}": v for k, v in sorted((manifest.get("spec") or {}).items())
+    }
+    lab["chart"] = (manifest.get("chart") or {}).get("version")
+    lab["k3s"] = ", ".join(manifest.get("k3s_versions") or []) or None
+    if isinstance(nodes, list):
+        places: dict[str, int] = {}
+        for n in nodes:
+            labels = n.get("labels") or {}
+            place = (
+                f"{labels.get('nuclab.io/role', '?')}/"
+                f"{labels.get('topology.kubernetes.io/zone', '?')}"
+            )
+            places[place] = places.get(place, 0) + 1
+        lab["nodes (role/zone)"] = ", ".join(f"{k}: {v}" for k, v in sorted(places.items()))
+        lab["kernels"] = ", ".join(sorted({str(n.get("kernel")) for n in nodes})) or None
+        lab["architectures"] = ", ".join(sorted({str(n.get("architecture")) for n in nodes}))
+    images = manifest.get("images")
+    if isinstance(images, list):
+        lab["images"] = ", ".join(sorted(f"{i.get('image')}@{i.get('digest')}" for i in images))
+    return lab
+
+
+def differences(baseline: dict, other: dict) -> list[str]:
+    """One line per thing that differs between two runs' manifests (``lab_of``)."""
+    a, b = lab_of(baseline), lab_of(other)
+    return [
+        f"{key}: {json.dumps(a.get(key))} -> {json.dumps(b.get(key))}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
 
 
 def _change(base: float | None, value: float | None) -> float | None:
@@ -211,7 +250,11 @@ def compare(paths: Sequence[Path], thresholds: dict[str, float]) -> Comparison:
                     f"{name}: {f.key} {_fmt(value)} {f.unit} against {_fmt(base)} "
                     f"({change:+.1%}; at most {limit:.1%} worse allowed)"
                 )
-    return Comparison(names, values, regressions)
+    diffs = {
+        name: differences(datasets[0].manifest, ds.manifest)
+        for name, ds in zip(names[1:], datasets[1:], strict=True)
+    }
+    return Comparison(names, values, regressions, diffs)
 
 
 def _name(ds: Dataset) -> str:
@@ -260,9 +303,15 @@ def render(result: Comparison, fmt: str) -> str:
             cells.append(_fmt(x) + ("" if change is None else f" ({change:+.1%})"))
         rows.append([k, figures[k].unit, *cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "".join(
+    table = "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
     )
+    notes = [
+        f"differs from the baseline: {name}: {line}\n"
+        for name, lines in result.differences.items()
+        for line in lines
+    ]
+    return table + ("\n" + "".join(notes) if notes else "")
 
 
 def html(result: Comparison) -> tuple[str, list[str]]:
@@ -289,6 +338,10 @@ def html(result: Comparison) -> tuple[str, list[str]]:
     if result.regressions:
         items = "".join(f"<li>{escape.escape(r)}</li>" for r in result.regressions)
         parts.append(f"<h2>Regressions</h2><ul>{items}</ul>")
+    notes = [f"{name}: {line}" for name, lines in result.differences.items() for line in lines]
+    if notes:
+        items = "".join(f"<li>{escape.escape(n)}</li>" for n in notes)
+        parts.append(f"<h2>What differs from the baseline's run</h2><ul>{items}</ul>")
     drawn = []
     for key, values in result.values.items():
         if all(v is None for v in values):
