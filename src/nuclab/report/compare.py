@@ -158,26 +158,58 @@ KEYS = tuple(f.key for f in FIGURES)
 
 
 def parse_thresholds(given: Sequence[str]) -> dict[str, float]:
-    """``5%`` (every figure) and ``KEY=5%`` (one, later wins) -> {key: fraction}."""
+    """``5%`` (every figure: key ``*``) and ``KEY=5%`` (one; later wins) -> {key: fraction}.
+    KEY is one of ``KEYS`` or a zone pair's RTT, ``rtt_p50_ms[ZONE>ZONE]``."""
     out: dict[str, float] = {}
     for item in given:
         key, sep, value = item.rpartition("=")
         match = re.fullmatch(r"(\d+(?:\.\d+)?)%", value.strip())
-        if not match or (sep and key not in KEYS):
+        if not match or (sep and key not in KEYS and not ZONE_PAIR_KEY.fullmatch(key)):
             raise ValidationError(
                 "--max-regression",
                 item,
                 f"PERCENT% or FIGURE=PERCENT% (e.g. 5%, delivery_p99_ms=10%), FIGURE one of "
-                f"{', '.join(KEYS)}",
+                f"{', '.join(KEYS)} or rtt_p50_ms[ZONE>ZONE]",
             )
-        fraction = float(match.group(1)) / 100
-        for k in [key] if sep else KEYS:
-            out[k] = fraction
+        out[key if sep else "*"] = float(match.group(1)) / 100
+    return out
+
+
+# The probe's RTT between two zones: its peers' pods placed by the manifest's pods and nodes.
+ZONE_LABEL = "topology.kubernetes.io/zone"
+ZONE_PAIR_KEY = re.compile(r"rtt_p50_ms\[[^\]>=]+>[^\]>=]+\]")
+
+
+def _peer_zones(manifest: dict) -> dict[str, str]:
+    """Peer (pod) name -> the zone of the node it ran on, where the manifest says both."""
+    nodes = manifest.get("nodes") if isinstance(manifest.get("nodes"), list) else []
+    pods = manifest.get("pods") if isinstance(manifest.get("pods"), list) else []
+    zones = {
+        n.get("name"): (n.get("labels") or {}).get(ZONE_LABEL) for n in nodes if isinstance(n, dict)
+    }
+    found = {p.get("name"): zones.get(p.get("node")) for p in pods if isinstance(p, dict)}
+    return {str(k): str(v) for k, v in found.items() if k and v}
+
+
+def zone_pair_rtt(ds: Dataset) -> dict[str, float]:
+    """``rtt_p50_ms[ZONE>ZONE]`` -> the median RTT (ms) from peers in one zone to the other's."""
+    zones = _peer_zones(ds.manifest)
+    groups: dict[str, list[Series]] = {}
+    for b in ds.metric(_RTT, f"{_RTT}_bucket"):
+        src, dst = zones.get(b.labels.get("source", "")), zones.get(b.labels.get("target", ""))
+        if src and dst:
+            groups.setdefault(f"rtt_p50_ms[{src}>{dst}]", []).append(b)
+    out = {}
+    for key, buckets in sorted(groups.items()):
+        value = overall_percentiles(buckets, (0.5,))["p50"]
+        if not math.isnan(value):
+            out[key] = value * 1000
     return out
 
 
 @dataclass
 class Comparison:
+    figures: dict[str, Figure]  # the fixed ones, then each zone pair's RTT any dataset has
     names: list[str]
     values: dict[str, list[float | None]]  # figure key -> one value per dataset
     regressions: list[str]  # one line each: dataset, figure, baseline, value, change, limit
@@ -233,28 +265,35 @@ def compare(paths: Sequence[Path], thresholds: dict[str, float]) -> Comparison:
         raise ValidationError("datasets", [str(p) for p in paths], "two or more dataset folders")
     datasets = [Dataset(p) for p in paths]
     names = [_name(ds) for ds in datasets]
+    figures = {f.key: f for f in FIGURES}
     values = {f.key: [f.compute(ds) for ds in datasets] for f in FIGURES}
+    pairs = [zone_pair_rtt(ds) for ds in datasets]
+    for key in sorted({k for found in pairs for k in found}):
+        pair = key[len("rtt_p50_ms[") : -1].replace(">", " to ")
+        figures[key] = Figure(key, f"probe RTT p50, {pair}", "ms", True, lambda ds: None,
+                              "the probe's RTT histogram between the two zones' peers")  # fmt: skip
+        values[key] = [found.get(key) for found in pairs]
     regressions = []
-    for f in FIGURES:
-        limit = thresholds.get(f.key)
+    for key, f in figures.items():
+        limit = thresholds.get(key, thresholds.get("*"))
         if limit is None:
             continue
-        base = values[f.key][0]
-        for name, value in zip(names[1:], values[f.key][1:], strict=True):
+        base = values[key][0]
+        for name, value in zip(names[1:], values[key][1:], strict=True):
             change = _change(base, value)
             if change is None:
                 continue
             worse = change if f.lower_is_better else -change
             if worse > limit + 1e-12:
                 regressions.append(
-                    f"{name}: {f.key} {_fmt(value)} {f.unit} against {_fmt(base)} "
+                    f"{name}: {key} {_fmt(value)} {f.unit} against {_fmt(base)} "
                     f"({change:+.1%}; at most {limit:.1%} worse allowed)"
                 )
     diffs = {
         name: differences(datasets[0].manifest, ds.manifest)
         for name, ds in zip(names[1:], datasets[1:], strict=True)
     }
-    return Comparison(names, values, regressions, diffs)
+    return Comparison(figures, names, values, regressions, diffs)
 
 
 def _name(ds: Dataset) -> str:
@@ -268,7 +307,7 @@ def _fmt(value: float | None) -> str:
 
 
 def render(result: Comparison, fmt: str) -> str:
-    figures = {f.key: f for f in FIGURES}
+    figures = result.figures
     if fmt == "json":
         return (
             json.dumps(
@@ -320,7 +359,7 @@ def html(result: Comparison) -> tuple[str, list[str]]:
 
     from nuclab.report import page, plots
 
-    figures = {f.key: f for f in FIGURES}
+    figures = result.figures
     head = "".join(f"<th>{escape.escape(h)}</th>" for h in ("figure", "unit", *result.names))
     rows = []
     for key, values in result.values.items():
