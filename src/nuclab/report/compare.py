@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nuclab.errors import ValidationError
+from nuclab.lab import ROLE_LABEL, ZONE_LABEL
 from nuclab.report.data import Dataset, Series, overall_percentiles
 
 REGRESSION_EXIT = 4
@@ -176,7 +177,6 @@ def parse_thresholds(given: Sequence[str]) -> dict[str, float]:
 
 
 # The probe's RTT between two zones: its peers' pods placed by the manifest's pods and nodes.
-ZONE_LABEL = "topology.kubernetes.io/zone"
 ZONE_PAIR_KEY = re.compile(r"rtt_p50_ms\[[^\]>=]+>[^\]>=]+\]")
 
 
@@ -230,10 +230,7 @@ def lab_of(manifest: dict) -> dict[str, object]:
         places: dict[str, int] = {}
         for n in nodes:
             labels = n.get("labels") or {}
-            place = (
-                f"{labels.get('nuclab.io/role', '?')}/"
-                f"{labels.get('topology.kubernetes.io/zone', '?')}"
-            )
+            place = f"{labels.get(ROLE_LABEL, '?')}/{labels.get(ZONE_LABEL, '?')}"
             places[place] = places.get(place, 0) + 1
         lab["nodes (role/zone)"] = ", ".join(f"{k}: {v}" for k, v in sorted(places.items()))
         lab["kernels"] = ", ".join(sorted({str(n.get("kernel")) for n in nodes})) or None
