@@ -51,7 +51,7 @@ def loadgen(
         env["KAFKA_USERNAME"] = LOGINS[namespace].username
         env["KAFKA_PASSWORD"] = password or LOGINS[namespace].password
     return subprocess.run(
-        [*NUCLAB, args[0], "--bootstrap", b.bootstrap, "--timeout", "5s", *args[1:]],
+        [*NUCLAB, args[0], "--bootstrap", b.bootstrap, "--timeout", "10s", *args[1:]],
         capture_output=True,
         text=True,
         timeout=120,
@@ -91,7 +91,7 @@ def test_a_group_produces_and_consumes_its_own_topics(broker: LocalBroker) -> No
     sent = produce(broker, A, TOPIC_A)
     assert sent.returncode == 0, sent.stderr
     got = loadgen(
-        broker, A, "consume", "--topic", TOPIC_A, "--expect", "200", "--idle-timeout", "5s"
+        broker, A, "consume", "--topic", TOPIC_A, "--expect", "200", "--idle-timeout", "15s"
     )
     assert got.returncode == 0, got.stderr
     assert end_offset(broker, TOPIC_A) == 200
