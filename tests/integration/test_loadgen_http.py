@@ -130,6 +130,8 @@ def test_poisson_arrivals_hold_their_mean(server: str, tmp_path: Path) -> None:
         str(results),
         "--trace",
         str(trace),
+        "--tolerance",  # the mean and the gaps are checked below, not the held rate
+        "99",
     )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(results.read_text())

@@ -21,6 +21,10 @@ from nuclab.net import free_port
 from tests.harness.kafka import LocalBroker
 
 NUCLAB = [sys.executable, "-m", "nuclab.cli", "loadgen"]
+# Runs whose rate is not what the test checks (it runs beside the lab's tier, where a stall of the
+# shared cores misses 2 %): any rate above 1 % of the target is held. Rates are checked by the
+# quiet tests.
+NOT_A_RATE_TEST = ("--tolerance", "99")
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +204,7 @@ def test_file_payloads_arrive_byte_for_byte(broker: LocalBroker, tmp_path: Path)
         str(frames),
         "--partitions",
         "1",
+        *NOT_A_RATE_TEST,
     )
     assert run.returncode == 0, run.stderr
     consumer = Consumer(
@@ -230,8 +235,9 @@ def test_size_over_the_broker_limit_is_rejected_before_sending(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     ok = loadgen(
-        broker, "produce", "--topic", "limit", "--rate", "1", "--duration", "1s", "--size", "100"
-    )
+        broker, "produce", "--topic", "limit", "--rate", "1", "--duration", "1s", "--size", "100",
+        *NOT_A_RATE_TEST,
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     before = _end_offset(broker, "limit")
     run = loadgen(
@@ -353,6 +359,7 @@ def test_metrics_reach_the_pushgateway(
         "purple",
         "--results",
         str(tmp_path / "p.json"),
+        *NOT_A_RATE_TEST,
     )
     assert run.returncode == 0, run.stderr
     res = json.loads((tmp_path / "p.json").read_text())
