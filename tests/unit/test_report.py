@@ -220,3 +220,20 @@ def test_histogram_quantile_interpolates_like_promql(q: float, expected: float) 
     bounds = np.array([1.0, 2.0, 3.0, math.inf])
     counts = np.array([1.0, 2.0, 4.0, 4.0])  # cumulative
     assert histogram_quantile(q, bounds, counts) == pytest.approx(expected)
+
+
+def test_a_restarted_peers_histogram_counts_from_zero_after_the_reset() -> None:
+    """A peer that restarts starts its buckets at zero again: the window's increase is what it
+    counted before plus what it counted after, as PromQL's increase says (not last - first)."""
+    from nuclab.report.data import Series as Samples
+    from nuclab.report.data import bucket_increase, overall_percentiles
+
+    t = np.arange(6, dtype=float)
+    before_after = np.array([0.0, 10, 20, 5, 15, 25])  # +20, reset to 5, +20: 45 in all
+    buckets = [
+        Samples("lat_bucket", {"le": "0.01"}, t, before_after),
+        Samples("lat_bucket", {"le": "+Inf"}, t, before_after),
+    ]
+    bounds, counts = bucket_increase(buckets)
+    assert list(bounds) == [0.01, math.inf] and list(counts) == [45.0, 45.0]
+    assert overall_percentiles(buckets)["p50"] == pytest.approx(0.005)

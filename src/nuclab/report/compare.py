@@ -28,18 +28,10 @@ import numpy as np
 
 from nuclab.errors import ValidationError
 from nuclab.lab import ROLE_LABEL, ZONE_LABEL
-from nuclab.report.data import Dataset, Series, overall_percentiles
+from nuclab.report.data import Dataset, Series, increase, overall_percentiles
 
 REGRESSION_EXIT = 4
 FORMATS = ("table", "json", "csv")
-
-
-def increase(s: Series) -> float:
-    """How much a counter grew over the window, a reset counted from zero (PromQL's rule)."""
-    if len(s.v) < 2:
-        return 0.0
-    dv = np.diff(s.v)
-    return float(np.sum(np.where(dv < 0, s.v[1:], dv)))
 
 
 def window_seconds(ds: Dataset) -> float | None:

@@ -163,12 +163,23 @@ def _families(path: Path, manifest: object) -> dict[str, str]:
     return found
 
 
+def _deltas(s: Series) -> np.ndarray:
+    """A counter's growth between samples; a reset (a restarted process) counts from zero, as
+    PromQL's ``rate`` and ``increase`` count it."""
+    dv = np.diff(s.v)
+    return np.where(dv < 0, s.v[1:], dv)
+
+
+def increase(s: Series) -> float:
+    """How much a counter grew over the window (0 with fewer than two samples)."""
+    return float(np.sum(_deltas(s))) if len(s.v) >= 2 else 0.0
+
+
 def rate(s: Series) -> tuple[np.ndarray, np.ndarray]:
     """Per-second rate of a counter (resets count from zero, like PromQL's rate)."""
     if len(s.t) < 2:
         return np.array([]), np.array([])
-    dv = np.diff(s.v)
-    dv = np.where(dv < 0, s.v[1:], dv)
+    dv = _deltas(s)
     dt = np.diff(s.t)
     dt[dt <= 0] = np.nan
     return s.t[1:], dv / dt
@@ -193,7 +204,7 @@ def bucket_increase(buckets: list[Series]) -> tuple[np.ndarray, np.ndarray]:
     for b in buckets:
         le = b.labels.get("le", "+Inf")
         bound = float("inf") if le in ("+Inf", "Inf") else float(le)
-        inc = float(b.v[-1] - b.v[0]) if len(b.v) > 1 else float(b.v[-1]) if len(b.v) else 0.0
+        inc = increase(b) if len(b.v) > 1 else float(b.v[-1]) if len(b.v) else 0.0
         pairs.append((bound, max(inc, 0.0)))
     pairs.sort()
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
