@@ -35,16 +35,14 @@ FORMATS = ("table", "json", "csv")
 
 
 def window_seconds(ds: Dataset) -> float | None:
-    """The span the dataset's samples cover (the export's window, as the samples show it)."""
-    spans = [
-        (float(s.t[0]), float(s.t[-1]))
-        for family in ds.families()
-        for s in ds.family(family)
-        if len(s.t)
-    ]
-    if not spans:
+    """The export's window (the manifest's start and end), in seconds."""
+    from nuclab.export.cluster import parse_time
+
+    window = ds.manifest.get("window") or {}
+    try:
+        span = (parse_time(window["end"]) - parse_time(window["start"])).total_seconds()
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    span = max(e for _, e in spans) - min(b for b, _ in spans)
     return span if span > 0 else None
 
 
@@ -137,7 +135,7 @@ FIGURES: tuple[Figure, ...] = (
            lambda ds: _total(ds, "nuclab_peer_messages_received_total"),
            "the same of `nuclab_peer_messages_received_total`"),
     Figure("throughput_msg_s", "delivery throughput", "messages/s", False, _throughput,
-           "messages delivered over the span the dataset's samples cover"),
+           "messages delivered over the export's window (the manifest's start and end)"),
     Figure("cpu_cores_per_peer", "CPU per peer (mean)", "cores", True, _cpu_per_peer,
            "cAdvisor's `container_cpu_usage_seconds_total` per peer over its span, averaged "
            "over peers"),
@@ -295,6 +293,18 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
+def _table_rows(result: Comparison) -> list[list[str]]:
+    """The header, then per figure: key, unit, the baseline, each other value with its change."""
+    rows = [["figure", "unit", *result.names]]
+    for key, values in result.values.items():
+        cells = [_fmt(values[0])]
+        for x in values[1:]:
+            change = _change(values[0], x)
+            cells.append(_fmt(x) + ("" if change is None else f" ({change:+.1%})"))
+        rows.append([key, result.figures[key].unit, *cells])
+    return rows
+
+
 def render(result: Comparison, fmt: str) -> str:
     figures = result.figures
     if fmt == "json":
@@ -323,13 +333,7 @@ def render(result: Comparison, fmt: str) -> str:
         for k, v in result.values.items():
             writer.writerow([k, figures[k].unit, *("" if x is None else repr(x) for x in v)])
         return out.getvalue()
-    rows = [["figure", "unit", *result.names]]
-    for k, v in result.values.items():
-        cells = [_fmt(v[0])]
-        for x in v[1:]:
-            change = _change(v[0], x)
-            cells.append(_fmt(x) + ("" if change is None else f" ({change:+.1%})"))
-        rows.append([k, figures[k].unit, *cells])
+    rows = _table_rows(result)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = "".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
@@ -349,15 +353,11 @@ def html(result: Comparison) -> tuple[str, list[str]]:
     from nuclab.report import page, plots
 
     figures = result.figures
-    head = "".join(f"<th>{escape.escape(h)}</th>" for h in ("figure", "unit", *result.names))
-    rows = []
-    for key, values in result.values.items():
-        cells = [_fmt(values[0])]
-        for x in values[1:]:
-            change = _change(values[0], x)
-            cells.append(_fmt(x) + ("" if change is None else f" ({change:+.1%})"))
-        row = [key, figures[key].unit, *cells]
-        rows.append("<tr>" + "".join(f"<td>{escape.escape(c)}</td>" for c in row) + "</tr>")
+    header, *table = _table_rows(result)
+    head = "".join(f"<th>{escape.escape(h)}</th>" for h in header)
+    rows = [
+        "<tr>" + "".join(f"<td>{escape.escape(c)}</td>" for c in row) + "</tr>" for row in table
+    ]
     parts = [
         "<h1>nuclab compare</h1>",
         f"<p>Baseline: {escape.escape(result.names[0])}.</p>",
