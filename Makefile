@@ -24,9 +24,10 @@ setup: ## Install what nuclab needs: Debian packages, .venv, Go tools (cached)
 sim-up: setup ## Bring the simulated lab up (site.yml on inventory/sim)
 	ansible-playbook -i $(SIM) site.yml
 
-DEMO_TRAFFIC_SECONDS ?= 30
+DEMO_TRAFFIC_SECONDS ?= 60
+DEMO_DATASET ?= datasets/purple-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-demo: sim-up ## Bring the simulated lab up, run the reference experiment on its real nodes, print what the peers measured
+demo: sim-up ## Bring the simulated lab up, run the reference experiment on its real nodes, export what Prometheus scraped and report it
 	@echo
 	kubectl --kubeconfig $(KUBECONFIG_SIM) get nodes -L nuclab.io/role,topology.kubernetes.io/zone,nuclab.io/node-kind
 	@echo
@@ -38,6 +39,9 @@ demo: sim-up ## Bring the simulated lab up, run the reference experiment on its 
 	nuclab list
 	@echo
 	nuclab stats purple
+	@echo
+	nuclab export purple -o $(DEMO_DATASET)
+	nuclab report $(DEMO_DATASET)
 
 sim-down: ## Stop the simulated lab and remove its state
 	@if [ -x $(VENV)/bin/ansible-playbook ]; then ansible-playbook -i $(SIM) playbooks/sim_down.yml; \
@@ -74,8 +78,8 @@ test-lab:
 lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
 	yamllint --strict .
 	ansible-lint
-	ruff check src tests plugins bench tools
-	ruff format --check src tests plugins bench tools
+	ruff check src tests plugins bench tools roles
+	ruff format --check src tests plugins bench tools roles
 	@for c in charts/*/Chart.yaml; do [ -e "$$c" ] || continue; helm lint --strict "$$(dirname $$c)"; done
 
 unit: ## Unit and chart tests only (fast)

@@ -136,8 +136,8 @@ go_tools() {
       -ldflags="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$router" \
       "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$router"
   fi
-  # The Prometheus Operator, for the monitoring tests only: they run it against the simulated
-  # lab's API and a real Prometheus on the config it generates (a real lab gets it from the chart).
+  # The Prometheus Operator: the simulated lab runs it against its API, and its Prometheus on the
+  # configuration it generates (a real lab gets both from the kube-prometheus-stack chart).
   local operator
   operator=$(version lab_prometheus_operator_version)
   if [ ! -x "$tools/prometheus-operator-$operator/operator" ]; then
@@ -145,6 +145,18 @@ go_tools() {
     build_wrapped prometheus-operator github.com/prometheus-operator/prometheus-operator "$operator" \
       "$tools/prometheus-operator-$operator" "-X github.com/prometheus/common/version.Version=${operator#v}" \
       cmd/operator
+  fi
+  # Prometheus, the simulated lab's own: built with Kubernetes service discovery only (Prometheus'
+  # remove_all_sd/enable_kubernetes_sd build tags), which Debian's build leaves out; no web UI
+  # assets (the builtinassets tag): the API and /metrics are what nuclab reads.
+  local prom pmaj pmin ppatch
+  prom=$(version lab_prometheus_version)
+  IFS=. read -r pmaj pmin ppatch <<<"${prom#v}"  # Prometheus 3's module versions: v3.13.5 is v0.313.5
+  if [ ! -x "$tools/prometheus-$prom/prometheus" ]; then
+    log "building Prometheus $prom (cmd/prometheus, Kubernetes discovery only)"
+    GOFLAGS=-tags=remove_all_sd,enable_kubernetes_sd build_wrapped prometheus github.com/prometheus/prometheus \
+      "$(printf 'v0.%d%02d.%d' "$pmaj" "$pmin" "$ppatch")" "$tools/prometheus-$prom" \
+      "-X github.com/prometheus/common/version.Version=${prom#v}" cmd/prometheus
   fi
   if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
     log "building kwok $kwok"
@@ -174,6 +186,8 @@ go_tools() {
   ln -sfn "$tools/helm-docs-$helm_docs/helm-docs" "$tools/bin/helm-docs"
   ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"
   ln -sfn "$tools/prometheus-operator-$operator/operator" "$tools/bin/prometheus-operator"
+  # not "prometheus": the tests' local servers are Debian's, found on PATH
+  ln -sfn "$tools/prometheus-$prom/prometheus" "$tools/bin/prometheus-lab"
 }
 
 extra_steps() {  # tools/setup.d/*.sh: steps of single capabilities (a Kafka broker, a base image, ...)

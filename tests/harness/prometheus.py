@@ -85,32 +85,11 @@ class Server:
         self._log.close()
 
 
-class Prometheus(Server):
-    def __init__(
-        self,
-        workdir: Path,
-        config: dict[str, Any],
-        extra_args: list[str] | None = None,
-        *,
-        self_scrape: bool = True,
-        ready_timeout: float = 30,
-    ) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        if self_scrape:
-            job = {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-            config = {**config, "scrape_configs": [*config.get("scrape_configs", []), job]}
-        self.config_file = workdir / "prometheus.yml"
-        self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.data = workdir / "data"
-        args = [
-            binary("prometheus"),
-            f"--config.file={self.config_file}",
-            f"--storage.tsdb.path={self.data}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            *(extra_args or []),
-        ]
-        super().__init__(args, port, "/-/ready", workdir / "prometheus.log", ready_timeout)
+class PrometheusClient:
+    """Prometheus' HTTP API at ``url`` (a server of the test's, or the simulated lab's own)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; raises ``PromQLError`` on an error answer (e.g. a parse error)."""
@@ -136,6 +115,34 @@ class Prometheus(Server):
     def targets_up(self) -> tuple[int, int]:
         active = self.api("targets")["activeTargets"]
         return sum(t["health"] == "up" for t in active), len(active)
+
+
+class Prometheus(Server, PrometheusClient):
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        extra_args: list[str] | None = None,
+        *,
+        self_scrape: bool = True,
+        ready_timeout: float = 30,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        if self_scrape:
+            job = {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            config = {**config, "scrape_configs": [*config.get("scrape_configs", []), job]}
+        self.config_file = workdir / "prometheus.yml"
+        self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.data = workdir / "data"
+        args = [
+            binary("prometheus"),
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={self.data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *(extra_args or []),
+        ]
+        super().__init__(args, port, "/-/ready", workdir / "prometheus.log", ready_timeout)
 
 
 class Pushgateway(Server):

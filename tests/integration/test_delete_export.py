@@ -1,9 +1,10 @@
 """``experiment.yml -e state=absent`` exports the experiment before it deletes it.
 
-A real experiment on the simulated lab, a real Prometheus (Debian package) on loopback holding
-samples labelled with that experiment around now (the simulated lab has no Prometheus of its
-own: kwok runs no containers). ``-e lab_prometheus_url=...`` gives the lab one, which turns the
-export on in inventory/sim (see its group_vars/all/experiment.yml).
+A real experiment on the simulated lab (on kwok nodes: it measures nothing), and a real
+Prometheus (Debian package) on loopback holding samples labelled with that experiment around now,
+given with ``-e lab_prometheus_url=...`` in place of the lab's own. inventory/sim exports on delete
+only when asked (``-e export=true``; see its group_vars/all/experiment.yml); a real lab's
+inventory exports on every delete.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.integration.conftest import run_playbook
 
 NAME = "gone"
 NOW = int(time.time())
+EXPORT = ("-e", "export=true")  # the simulated lab's deletes export only when asked
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,8 @@ def test_delete_exports_first_and_keeps_the_experiment_when_it_cannot(
 
     # Prometheus unreachable: one clear message naming the opt-out; nothing changed or written.
     dead = free_port()
-    failed = _delete(datasets, "-e", f"lab_prometheus_url=http://127.0.0.1:{dead}", check=False)
+    dead_url = f"lab_prometheus_url=http://127.0.0.1:{dead}"
+    failed = _delete(datasets, "-e", dead_url, *EXPORT, check=False)
     assert failed.returncode != 0
     out = " ".join(failed.stdout.split())
     message = re.search(r"Action failed: (experiment '.*?\(nuclab delete --no-export\))", out)
@@ -92,12 +95,12 @@ def test_delete_exports_first_and_keeps_the_experiment_when_it_cannot(
     assert not datasets.exists() or not list(datasets.iterdir()), "something was written"
 
     # Check mode exports nothing and deletes nothing.
-    _delete(datasets, "--check", "-e", f"lab_prometheus_url={prometheus}")
+    _delete(datasets, "--check", "-e", f"lab_prometheus_url={prometheus}", *EXPORT)
     assert _pods(core) == before
     assert not datasets.exists() or not list(datasets.iterdir())
 
     # Export on: the dataset is complete (its manifest) before the release is gone.
-    done = _delete(datasets, "-e", f"lab_prometheus_url={prometheus}")
+    done = _delete(datasets, "-e", f"lab_prometheus_url={prometheus}", *EXPORT)
     assert _changed(done.stdout) >= 2  # exported, uninstalled
     [dataset] = list(datasets.iterdir())
     assert re.fullmatch(rf"{NAME}-\d{{8}}T\d{{6}}Z", dataset.name), dataset.name
@@ -111,7 +114,7 @@ def test_delete_exports_first_and_keeps_the_experiment_when_it_cannot(
     assert _pods(core) == {} and not _release_exists(core)
 
     # Deleting what is gone changes nothing and exports nothing.
-    again = _delete(datasets, "-e", f"lab_prometheus_url={prometheus}")
+    again = _delete(datasets, "-e", f"lab_prometheus_url={prometheus}", *EXPORT)
     assert _changed(again.stdout) == 0
     assert list(datasets.iterdir()) == [dataset]
 
@@ -122,7 +125,7 @@ def test_export_false_deletes_without_a_dataset(
     run_playbook("experiment.yml", "-e", f"name={NAME}", "-e", "peers=1")
     assert len(_pods(core)) == 1
     datasets = tmp_path / "datasets"
-    # A reachable Prometheus turns the export on; -e export=false turns it off again.
-    _delete(datasets, "-e", f"lab_prometheus_url={prometheus}", "-e", "export=false")
+    # A reachable Prometheus, and the export asked for and then turned off again by the last -e.
+    _delete(datasets, "-e", f"lab_prometheus_url={prometheus}", *EXPORT, "-e", "export=false")
     assert _pods(core) == {} and not _release_exists(core)
     assert not datasets.exists()

@@ -4,7 +4,9 @@ The charts (kube-prometheus-stack, Pushgateway, Loki, Alloy, Kepler) are not ins
 they cannot be fetched on this machine (no chart repository is reachable) and kwok runs no
 containers. inventory/sim sets monitoring/logging/kepler_install_charts to false; what is
 applied and checked is the namespace, the Grafana admin Secret, the dashboard ConfigMaps, the
-rules (as a ConfigMap: no PrometheusRule kind without the operator) and the Loki data source.
+rules (a PrometheusRule: the simulated lab runs the Prometheus Operator, roles/sim_cluster), the
+experiments' PodMonitor and the Loki data source. test_lab_prometheus.py shows the lab's
+Prometheus running them.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ def _task_output(stdout: str, task: str) -> str:
 def test_charts_are_not_installed_on_the_simulated_lab(applied: dict[str, Any], task: str) -> None:
     output = _task_output(applied["first"], task)
     assert "skipping" in output and "changed:" not in output and "ok:" not in output, output
-    assert "No PodMonitor kind in this cluster" in applied["first"]
 
 
 def test_grafana_password_is_generated_private_and_in_a_secret(applied: dict[str, Any]) -> None:
@@ -98,9 +99,19 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar(applied: dict[str, An
         assert json.loads(text)["uid"] == cm.metadata.name
 
 
-def test_rules_and_loki_datasource_are_in_the_cluster(applied: dict[str, Any]) -> None:
-    rules = applied["api"].read_namespaced_config_map("nuclab-prometheus-rules", "monitoring")
-    assert yaml.safe_load(rules.data["nuclab.rules.yml"]) == yaml.safe_load(RULES.read_text())
+def test_rules_podmonitor_and_loki_datasource_are_in_the_cluster(
+    applied: dict[str, Any], sim_lab: Path
+) -> None:
+    custom = client.CustomObjectsApi(config.new_client_from_config(str(sim_lab)))
+
+    def get(plural: str, name: str) -> dict[str, Any]:
+        return custom.get_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", "monitoring", plural, name
+        )
+
+    assert get("prometheusrules", "nuclab")["spec"] == yaml.safe_load(RULES.read_text())
+    endpoints = get("podmonitors", "nuclab-experiments")["spec"]["podMetricsEndpoints"]
+    assert [e["port"] for e in endpoints] == ["metrics", "probe-metrics"]
     ds = applied["api"].read_namespaced_config_map("nuclab-loki-datasource", "monitoring")
     assert ds.metadata.labels["grafana_datasource"] == "1"
     assert yaml.safe_load(ds.data["loki-datasource.yaml"])["datasources"][0]["uid"] == "loki"

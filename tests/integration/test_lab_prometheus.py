@@ -1,0 +1,191 @@
+"""The simulated lab's own Prometheus: the lab's monitoring objects drive it; a run becomes data.
+
+Everything here is real. site.yml (roles/sim_cluster) runs the Prometheus Operator, built from its
+Go module, against the lab's API. The operator turns the Prometheus resource ``lab-prometheus``
+(the kube-prometheus-stack chart's name and selectors) and the PodMonitor and PrometheusRule that
+playbooks/monitoring.yml applies into a configuration. Prometheus, built from its Go module with
+Kubernetes service discovery, runs that configuration: it finds the experiment's pods on the real
+nodes through the lab's API and scrapes them. ``nuclab export`` then reads it, as on a real lab.
+
+One difference from a pod, made by the lab's config writer (roles/sim_cluster/files/
+prometheus_config_sync.py): Prometheus runs as a process of this machine, so its Kubernetes
+discovery reads the lab's kubeconfig where a pod would use its service account.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from nuclab.report.data import Dataset
+from tests.harness.prometheus import PrometheusClient
+from tests.integration.conftest import SIM_INVENTORY
+from tests.integration.realnodes import REAL, nuclab, wait_for
+from tests.integration.realnodes import pods as peer_pods
+
+MONITORING = "monitoring"
+NAME = "lab-prometheus"  # the Prometheus resource, as the chart names it for release "lab"
+EXPERIMENT = "promop"
+PEERS = 2
+SCRAPE_INTERVAL = 15  # the PodMonitor's (roles/monitoring)
+
+
+def _lab_prometheus_url() -> str:
+    lab = yaml.safe_load((SIM_INVENTORY / "group_vars/all/lab.yml").read_text())
+    address = lab["sim_cluster_bridge_address"].split("/")[0]
+    return f"http://{address}:{lab['sim_cluster_prometheus_port']}"
+
+
+@pytest.fixture(scope="module")
+def prometheus(sim_lab: Path) -> Iterator[PrometheusClient]:
+    """The lab's Prometheus; experiment ``promop`` (2 peers with the probe) on the real nodes."""
+    proc = nuclab(
+        "create", "--name", EXPERIMENT, "--peers", str(PEERS), "--msg-rate", "500",
+        "--cpu", "0.05", "--ram", "16", "--label", "node-kind=real", "--probe", "-q",
+        check=False,
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr
+        yield PrometheusClient(_lab_prometheus_url())
+    finally:
+        nuclab("delete", EXPERIMENT, "--no-export", "-q", check=False)
+
+
+def _generated(kubeconfig: Path) -> dict[str, Any]:
+    core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    secret = core.read_namespaced_secret(f"prometheus-{NAME}", MONITORING)
+    text = gzip.decompress(base64.b64decode(secret.data["prometheus.yaml.gz"])).decode()
+    return yaml.safe_load(text.replace("$(SHARD)", "0"))  # as the config-reloader expands it
+
+
+def test_prometheus_runs_the_operators_configuration_and_rules(
+    prometheus: PrometheusClient, sim_lab: Path
+) -> None:
+    generated = _generated(sim_lab)
+    loaded = yaml.safe_load(prometheus.api("status/config")["yaml"])
+    jobs = [job["job_name"] for job in loaded["scrape_configs"]]
+    assert jobs == [job["job_name"] for job in generated["scrape_configs"]]
+    # the lab's PodMonitor: one job per endpoint (the peer's metrics, the probe's)
+    assert "podMonitor/monitoring/nuclab-experiments/0" in jobs
+    assert "podMonitor/monitoring/nuclab-experiments/1" in jobs
+    for job, ours in zip(loaded["scrape_configs"], generated["scrape_configs"], strict=True):
+        # every relabeling as the operator wrote it (Prometheus shows its defaults besides)
+        assert len(job["relabel_configs"]) == len(ours["relabel_configs"]), job["job_name"]
+        for loaded_rule, rule in zip(job["relabel_configs"], ours["relabel_configs"], strict=True):
+            assert {k: loaded_rule.get(k) for k in rule} == rule, job["job_name"]
+        assert [sd["role"] for sd in job["kubernetes_sd_configs"]] == ["pod"]
+        assert job["kubernetes_sd_configs"][0]["kubeconfig_file"]  # the one change
+    # the PrometheusRule's groups, loaded from the rule files the operator generated
+    rule = client.CustomObjectsApi(config.new_client_from_config(str(sim_lab)))
+    spec = rule.get_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", MONITORING, "prometheusrules", "nuclab"
+    )["spec"]
+    groups = prometheus.api("rules")["groups"]
+    assert sorted(g["name"] for g in groups) == sorted(g["name"] for g in spec["groups"])
+    assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
+
+
+def test_prometheus_gets_the_probes_rtt_histograms_and_the_peers_counters(
+    prometheus: PrometheusClient, core_api: Any
+) -> None:
+    core = core_api
+    running = wait_for(
+        lambda: (
+            p
+            if len(p := [x for x in peer_pods(core, EXPERIMENT) if x.status.phase == "Running"])
+            == PEERS
+            else None
+        ),
+        120,
+        f"{PEERS} running peers of {EXPERIMENT}",
+    )
+    assert {p.spec.node_name for p in running} <= REAL
+    names = {p.metadata.name for p in running}
+
+    def rtt_pairs() -> list[dict[str, Any]] | None:
+        found = prometheus.query(f'nuclab_peer_rtt_seconds_count{{experiment="{EXPERIMENT}"}} > 0')
+        pairs = {(s["metric"]["source"], s["metric"]["target"]) for s in found}
+        return found if len(pairs) == PEERS * (PEERS - 1) else None
+
+    series = wait_for(rtt_pairs, 150, "Prometheus to scrape the probes' RTT histograms", step=5)
+    for sample in series:
+        labels = sample["metric"]
+        assert labels["experiment"] == EXPERIMENT
+        assert labels["source"] in names and labels["target"] in names - {labels["source"]}
+        assert labels["pod"] in names, "the pod's own target, through the PodMonitor"
+        assert labels["node"] in REAL
+        assert "exported_experiment" not in labels
+    buckets = prometheus.query(f'nuclab_peer_rtt_seconds_bucket{{experiment="{EXPERIMENT}"}}')
+    assert {b["metric"]["le"] for b in buckets} >= {"0.001", "+Inf"}
+
+    def counters() -> list[dict[str, Any]] | None:
+        found = prometheus.query(
+            f'nuclab_peer_messages_sent_total{{experiment="{EXPERIMENT}"}} > 0'
+        )
+        return found if {s["metric"]["pod"] for s in found} == names else None
+
+    wait_for(counters, 90, "Prometheus to scrape the peers' message counters", step=5)
+    # one target per pod and port: the peer's and the probe's, all up
+    up = prometheus.query(f'up{{experiment="{EXPERIMENT}"}}')
+    assert sorted((s["metric"]["pod"], s["value"][1]) for s in up) == sorted(
+        (n, "1") for n in names for _ in range(2)
+    ), up
+
+
+def _delivered_now() -> int:
+    """The peers' own count of messages delivered, read from the pods (nuclab stats)."""
+    return int(json.loads(nuclab("stats", EXPERIMENT, "-o", "json").stdout)["delivered"])
+
+
+def test_export_holds_what_the_peers_counted(prometheus: PrometheusClient, tmp_path: Path) -> None:
+    """The dataset's delivered messages at the end of its window against the peers' own counters,
+    read from the pods one scrape interval (and a few seconds) apart with that end between them.
+
+    Prometheus' value at the end is every peer's last scrape before it, taken less than one scrape
+    interval earlier, so after the first reading: the sum lies between the two readings. A lost
+    peer, a missed scrape, a wrong step or a value from another experiment breaks it."""
+    wait_for(
+        lambda: prometheus.query(
+            f'count(nuclab_peer_messages_received_total{{experiment="{EXPERIMENT}"}} > 0) '
+            f"== {PEERS}"
+        ),
+        120,
+        "every peer's delivered messages in Prometheus",
+        step=5,
+    )
+    first = _delivered_now()
+    time.sleep(SCRAPE_INTERVAL + 5)
+    end = int(time.time())  # before the second reading starts
+    second = _delivered_now()
+    assert second > first, "the peers kept delivering"
+    time.sleep(SCRAPE_INTERVAL)  # Prometheus has scraped past the end
+    dataset = tmp_path / "promop"
+    proc = nuclab(
+        "export", EXPERIMENT, "-o", str(dataset),
+        "--start", str(end - 120), "--end", str(end), "--step", "5",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    data = Dataset(dataset)
+    # the series of the running pods: a promop of an earlier run may have ended in the window
+    received = [
+        s
+        for s in data.metric(
+            "nuclab_peer_messages_received_total", "nuclab_peer_messages_received_total"
+        )
+        if s.t[-1] == end
+    ]
+    assert sorted(s.labels["pod"] for s in received) == [
+        f"nuclab-exp-{EXPERIMENT}-{i}" for i in range(PEERS)
+    ], "every peer's series is in the dataset, up to the window's end"
+    exported = sum(float(s.v[-1]) for s in received)
+    assert first <= exported <= second, (first, exported, second)
