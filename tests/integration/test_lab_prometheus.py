@@ -77,13 +77,24 @@ def test_prometheus_runs_the_operators_configuration_and_rules(
     # the lab's PodMonitor: one job per endpoint (the peer's metrics, the probe's)
     assert "podMonitor/monitoring/nuclab-experiments/0" in jobs
     assert "podMonitor/monitoring/nuclab-experiments/1" in jobs
+    assert "serviceMonitor/monitoring/lab-kubelet/0" in jobs
     for job, ours in zip(loaded["scrape_configs"], generated["scrape_configs"], strict=True):
         # every relabeling as the operator wrote it (Prometheus shows its defaults besides)
         assert len(job["relabel_configs"]) == len(ours["relabel_configs"]), job["job_name"]
         for loaded_rule, rule in zip(job["relabel_configs"], ours["relabel_configs"], strict=True):
             assert {k: loaded_rule.get(k) for k in rule} == rule, job["job_name"]
-        assert [sd["role"] for sd in job["kubernetes_sd_configs"]] == ["pod"]
-        assert job["kubernetes_sd_configs"][0]["kubeconfig_file"]  # the one change
+        [sd] = job["kubernetes_sd_configs"]
+        # the one change: in-cluster discovery given the API server's address; with the
+        # service account's token, written where the configuration now points
+        assert sd["api_server"].startswith("https://") and not sd.get("kubeconfig_file")
+        assert Path(sd["authorization"]["credentials_file"]).read_text().strip()
+    # the lab's PodMonitor and the chart's kubelet ServiceMonitor (cAdvisor)
+    assert [
+        sd["role"] for job in loaded["scrape_configs"] for sd in job["kubernetes_sd_configs"]
+    ] == [
+        "pod" if job["job_name"].startswith("podMonitor/") else "endpoints"
+        for job in loaded["scrape_configs"]
+    ]
     # the PrometheusRule's groups, loaded from the rule files the operator generated
     rule = client.CustomObjectsApi(config.new_client_from_config(str(sim_lab)))
     spec = rule.get_namespaced_custom_object(
@@ -141,6 +152,54 @@ def test_prometheus_gets_the_probes_rtt_histograms_and_the_peers_counters(
     ), up
 
 
+def _memory_limit(pod: Any) -> float:
+    total = 0.0
+    for container in pod.spec.containers:
+        limit = (container.resources.limits or {}).get("memory", "0")
+        total += float(limit[:-2]) * 2**20 if limit.endswith("Mi") else float(limit)
+    return total
+
+
+def test_cadvisor_measures_every_real_peer_within_its_limits(
+    prometheus: PrometheusClient, core_api: Any
+) -> None:
+    """The kubelets' cAdvisor, scraped as the chart scrapes it (HTTPS, the service account's
+    token, the kubelet's own labels): CPU and memory of every peer, and the memory limit the
+    kubelet set on its cgroup, equal to what its pod asks for."""
+    running = {p.metadata.name: p for p in peer_pods(core_api, EXPERIMENT)}
+    assert len(running) == PEERS
+
+    def measured() -> list[dict[str, Any]] | None:
+        found = prometheus.query(
+            f'container_memory_working_set_bytes{{namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"}}'
+        )
+        return found if {s["metric"]["pod"] for s in found} == set(running) else None
+
+    memory = wait_for(measured, 90, "cAdvisor's memory of every peer in Prometheus", step=5)
+    for sample in memory:
+        labels = sample["metric"]
+        assert (
+            labels["job"] == "kubelet" and labels["node"] == running[labels["pod"]].spec.node_name
+        )
+        assert 0 < float(sample["value"][1]) <= _memory_limit(running[labels["pod"]])
+    limits = prometheus.query(
+        f'container_spec_memory_limit_bytes{{namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"}}'
+    )
+    assert sorted((s["metric"]["pod"], float(s["value"][1])) for s in limits) == sorted(
+        (name, _memory_limit(pod)) for name, pod in running.items()
+    )
+
+    def cpu() -> list[dict[str, Any]] | None:
+        found = prometheus.query(
+            "rate(container_cpu_usage_seconds_total"
+            f'{{namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"}}[1m])'
+        )
+        return found if {s["metric"]["pod"] for s in found} == set(running) else None
+
+    rates = wait_for(cpu, 90, "two cAdvisor samples of every peer's CPU", step=5)
+    assert all(0 < float(s["value"][1]) < 1 for s in rates), rates
+
+
 def _delivered_now() -> int:
     """The peers' own count of messages delivered, read from the pods (nuclab stats)."""
     return int(json.loads(nuclab("stats", EXPERIMENT, "-o", "json").stdout)["delivered"])
@@ -189,3 +248,5 @@ def test_export_holds_what_the_peers_counted(prometheus: PrometheusClient, tmp_p
     ], "every peer's series is in the dataset, up to the window's end"
     exported = sum(float(s.v[-1]) for s in received)
     assert first <= exported <= second, (first, exported, second)
+    cpu = data.metric("container_cpu_usage_seconds_total", "container_cpu_usage_seconds_total")
+    assert {s.labels["pod"] for s in cpu if s.t[-1] == end} == {s.labels["pod"] for s in received}
