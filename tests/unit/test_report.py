@@ -237,3 +237,42 @@ def test_a_restarted_peers_histogram_counts_from_zero_after_the_reset() -> None:
     bounds, counts = bucket_increase(buckets)
     assert list(bounds) == [0.01, math.inf] and list(counts) == [45.0, 45.0]
     assert overall_percentiles(buckets)["p50"] == pytest.approx(0.005)
+
+
+def test_cadvisor_series_count_each_pod_once() -> None:
+    """cAdvisor's pod-level series beside its containers' would count a pod twice; a pod with
+    only the pod-level series (the simulated lab's kubelets) keeps it."""
+    from nuclab.report.data import Series as DataSeries
+    from nuclab.report.data import once_per_pod
+
+    def series(pod: str, container: str | None) -> DataSeries:
+        labels = {"pod": pod} | ({"container": container} if container is not None else {})
+        return DataSeries("container_cpu_usage_seconds_total", labels, np.zeros(1), np.zeros(1))
+
+    full = [series("a", None), series("a", "peer"), series("a", "probe"), series("a", "POD")]
+    only_pod = [series("b", None)]
+    kept = once_per_pod(full + only_pod)
+    assert sorted((s.peer, s.labels.get("container")) for s in kept) == [
+        ("a", "peer"),
+        ("a", "probe"),
+        ("b", None),
+    ]
+
+
+def test_a_rate_spans_a_window_so_a_scrape_read_twice_is_no_zero() -> None:
+    """An export's step as long as the scrape interval holds a scrape twice now and then: the
+    next step then holds two intervals' growth. Over a 60 s window the rate stays the counter's
+    1/s, where step-by-step differences gave 0 and then 2."""
+    from nuclab.report.data import Series as DataSeries
+    from nuclab.report.data import rate
+
+    t = np.arange(0, 301, 15, dtype=float)
+    v = t.copy()
+    v[4::5] = v[3::5][: len(v[4::5])]  # every fifth step reads the scrape before it again
+    _, per_second = rate(DataSeries("x_total", {}, t, v))
+    assert len(per_second) == len(t) - 1
+    late = per_second[4:]  # once a whole window is behind
+    assert np.all(np.abs(late - 1.0) <= 0.25), late
+    v[10:] -= 100  # a restart: counted from zero, never negative
+    v[10:] = np.maximum(v[10:], 0)
+    assert np.all(rate(DataSeries("x_total", {}, t, v))[1] >= 0)

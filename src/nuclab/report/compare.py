@@ -28,7 +28,7 @@ import numpy as np
 
 from nuclab.errors import ValidationError
 from nuclab.lab import ROLE_LABEL, ZONE_LABEL
-from nuclab.report.data import Dataset, Series, increase, overall_percentiles
+from nuclab.report.data import Dataset, Series, increase, once_per_pod, overall_percentiles
 
 REGRESSION_EXIT = 4
 FORMATS = ("table", "json", "csv")
@@ -65,7 +65,9 @@ def _throughput(ds: Dataset) -> float | None:
 
 
 def _cpu_per_peer(ds: Dataset) -> float | None:
-    series = ds.metric("container_cpu_usage_seconds_total", "container_cpu_usage_seconds_total")
+    series = once_per_pod(
+        ds.metric("container_cpu_usage_seconds_total", "container_cpu_usage_seconds_total")
+    )
     per_peer: dict[str, float] = {}
     for s in series:
         if len(s.t) >= 2 and s.t[-1] > s.t[0]:
@@ -74,11 +76,13 @@ def _cpu_per_peer(ds: Dataset) -> float | None:
 
 
 def _memory_per_peer(ds: Dataset) -> float | None:
-    series = ds.metric("container_memory_working_set_bytes", "container_memory_working_set_bytes")
+    series = once_per_pod(
+        ds.metric("container_memory_working_set_bytes", "container_memory_working_set_bytes")
+    )
     peaks: dict[str, float] = {}
     for s in series:
         if len(s.v):
-            peaks[s.peer] = max(peaks.get(s.peer, 0.0), float(np.max(s.v)))
+            peaks[s.peer] = peaks.get(s.peer, 0.0) + float(np.max(s.v))  # its containers
     return sum(peaks.values()) / len(peaks) / 2**20 if peaks else None
 
 
@@ -137,11 +141,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("throughput_msg_s", "delivery throughput", "messages/s", False, _throughput,
            "messages delivered over the export's window (the manifest's start and end)"),
     Figure("cpu_cores_per_peer", "CPU per peer (mean)", "cores", True, _cpu_per_peer,
-           "cAdvisor's `container_cpu_usage_seconds_total` per peer over its span, averaged "
-           "over peers"),
+           "cAdvisor's `container_cpu_usage_seconds_total` per peer over its span (its "
+           "containers, else its pod's cgroup: each pod counted once), averaged over peers"),
     Figure("memory_mib_per_peer", "memory per peer (mean of peaks)", "MiB", True,
            _memory_per_peer,
-           "each peer's peak `container_memory_working_set_bytes`, averaged over peers"),
+           "each peer's peak `container_memory_working_set_bytes` (its containers' peaks "
+           "summed, else its pod's cgroup), averaged over peers"),
     Figure("energy_j", "energy (Kepler)", "J", True, _energy,
            f"the integral over time of `{EXPERIMENT_POWER}` (the lab's Kepler rule, watts)"),
 )  # fmt: skip

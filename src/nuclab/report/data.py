@@ -163,6 +163,22 @@ def _families(path: Path, manifest: object) -> dict[str, str]:
     return found
 
 
+def once_per_pod(series: list[Series]) -> list[Series]:
+    """cAdvisor's series with each pod counted once. cAdvisor gives a series per cgroup: the
+    pod's (no ``container`` label), each container's, and the sandbox's (``container="POD"``);
+    summing them all counts a pod twice. Each pod keeps its containers' own series where it has
+    them, else its pod-level series (the simulated lab's kubelets, on cgroup v1 under a cgroup
+    root of their own, give only those). Series of other metrics pass unchanged."""
+    by_pod: dict[str, list[Series]] = {}
+    for s in series:
+        by_pod.setdefault(s.peer, []).append(s)
+    kept = []
+    for group in by_pod.values():
+        own = [s for s in group if s.labels.get("container", "") not in ("", "POD")]
+        kept += own or [s for s in group if s.labels.get("container", "") == ""]
+    return kept
+
+
 def _deltas(s: Series) -> np.ndarray:
     """A counter's growth between samples; a reset (a restarted process) counts from zero, as
     PromQL's ``rate`` and ``increase`` count it."""
@@ -175,14 +191,21 @@ def increase(s: Series) -> float:
     return float(np.sum(_deltas(s))) if len(s.v) >= 2 else 0.0
 
 
-def rate(s: Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per-second rate of a counter (resets count from zero, like PromQL's rate)."""
+RATE_WINDOW_SECONDS = 60.0
+
+
+def rate(s: Series, window: float = RATE_WINDOW_SECONDS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-second rate of a counter over the ``window`` seconds before each sample (resets count
+    from zero), as PromQL's ``rate(x[1m])``. A window of several samples, not one step: an export
+    whose step is about the scrape interval holds the same scrape twice now and then, which
+    step-by-step differences turn into zeros beside doubled rates."""
     if len(s.t) < 2:
         return np.array([]), np.array([])
-    dv = _deltas(s)
-    dt = np.diff(s.t)
-    dt[dt <= 0] = np.nan
-    return s.t[1:], dv / dt
+    done = np.concatenate([[0.0], np.cumsum(_deltas(s))])  # the increase up to each sample
+    start = np.searchsorted(s.t, s.t - window, side="left")
+    span = s.t - s.t[start]
+    keep = span > 0
+    return s.t[keep], (done[keep] - done[start[keep]]) / span[keep]
 
 
 def overall_percentiles(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nuclab.errors import NuclabError, ValidationError
 from nuclab.report import plots
-from nuclab.report.data import Dataset, overall_percentiles
+from nuclab.report.data import Dataset, once_per_pod, overall_percentiles
 
 # (section title, family, metric, kind, y label, scale)
 RESOURCE_PLOTS = [
@@ -97,7 +97,7 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
         figures.append(title)
 
     for title, family, metric, kind, ylabel, scale in RESOURCE_PLOTS:
-        series = ds.metric(family, metric)
+        series = once_per_pod(ds.metric(family, metric))
         draw = plots.rate_per_peer if kind == "rate" else plots.gauge_per_peer
         section(
             f"{title} per peer",
