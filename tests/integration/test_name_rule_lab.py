@@ -71,10 +71,11 @@ def test_an_experiment_with_the_longest_name_is_created_exported_and_deleted(
     manifest = json.loads((tmp_path / "cli-dataset" / "manifest.json").read_text())
     assert manifest["experiment"] == NAME and manifest["release"]["name"] == spec.fullname(NAME)
 
-    # The playbook's delete: the export role first, then the uninstall.
+    # The playbook's delete: the export role first (asked for: inventory/sim exports on delete
+    # only then), then the uninstall.
     datasets = tmp_path / "datasets"
     run_playbook(
-        "experiment.yml", "-e", f"name={NAME}", "-e", "state=absent",
+        "experiment.yml", "-e", f"name={NAME}", "-e", "state=absent", "-e", "export=true",
         "-e", f"export_dir={datasets}", "-e", f"lab_prometheus_url={prometheus}",
     )  # fmt: skip
     [dataset] = list(datasets.iterdir())
