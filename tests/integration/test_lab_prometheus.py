@@ -7,9 +7,11 @@ playbooks/monitoring.yml applies into a configuration. Prometheus, built from it
 Kubernetes service discovery, runs that configuration: it finds the experiment's pods on the real
 nodes through the lab's API and scrapes them. ``nuclab export`` then reads it, as on a real lab.
 
-One difference from a pod, made by the lab's config writer (roles/sim_cluster/files/
-prometheus_config_sync.py): Prometheus runs as a process of this machine, so its Kubernetes
-discovery reads the lab's kubeconfig where a pod would use its service account.
+Prometheus runs as a process of this machine, not as a pod: the lab's config writer
+(roles/sim_cluster/files/prometheus_config_sync.py) writes what a pod's kubelet and config-reloader
+would, the service account's token among them, and gives Kubernetes discovery the API server's
+address, which a pod's in-cluster client takes from its environment. The real nodes' cAdvisor is
+scraped through the chart's kubelet ServiceMonitor, which the role writes (no chart here).
 """
 
 from __future__ import annotations
