@@ -63,14 +63,26 @@ ingester:
 analytics:
   reporting_enabled: false
 """
+RETENTION = """\
+compactor:
+  working_directory: {dir}/compactor
+  retention_enabled: true
+  delete_request_store: filesystem
+limits_config:
+  retention_period: {period}
+"""
 
 
 @contextmanager
-def local_loki(work: Path) -> Iterator[str]:
-    """Loki storing under ``work``, ready (``/ready`` answers 200); yields its base URL."""
+def local_loki(work: Path, retention: str = "") -> Iterator[str]:
+    """Loki storing under ``work``, ready (``/ready`` answers 200); yields its base URL. With
+    ``retention`` (a duration), its compactor deletes what is older (Loki's retention)."""
     http_port, grpc_port = free_port(), free_port()
     config = work / "loki.yaml"
-    config.write_text(CONFIG.format(http=http_port, grpc=grpc_port, dir=work / "data"))
+    text = CONFIG.format(http=http_port, grpc=grpc_port, dir=work / "data")
+    if retention:
+        text += RETENTION.format(dir=work / "data", period=retention)
+    config.write_text(text)
     log = work / "loki.log"
     with log.open("w") as err:
         proc = subprocess.Popen(

@@ -402,6 +402,45 @@ def test_export_writes_exactly_the_experiments_loki_lines_as_json_lines(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["logs"]["lines"] == len(want)
     assert manifest["logs"]["query"] == '{experiment="exp1"}'
+    # this Loki deletes nothing (no compactor retention): it holds the whole window
+    assert manifest["logs"]["coverage"]["complete"] is True
+    assert manifest["logs"]["coverage"]["oldest_sample"] == "1970-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def loki_one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Loki whose compactor deletes lines older than a day (Loki's shortest retention)."""
+    with local_loki(tmp_path_factory.mktemp("loki-1d"), retention="24h") as url:
+        yield url
+
+
+def test_export_says_what_loki_retention_dropped_and_can_refuse(
+    prometheus: str, loki_one_day: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The window (30 h ago) is older than the day this Loki keeps: the metrics are exported,
+    one line says the logs are gone, and the manifest records it; --require-complete refuses."""
+    out = tmp_path / "exp1"
+    before = time.time()
+    assert _export(prometheus, out, "--loki-url", loki_one_day) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(
+        f"nuclab: warning: experiment 'exp1': Loki holds no log line of the window {_iso(T0)} to "
+    ), err
+    assert err[0].endswith("; manifest.json records the coverage"), err
+    coverage = json.loads((out / "manifest.json").read_text())["logs"]["coverage"]
+    assert coverage["complete"] is False and coverage["held"] is None
+    assert coverage["missing_seconds"] == (POINTS - 1) * STEP
+    assert coverage["source"].startswith("loki limits_config.retention_period")
+    oldest = datetime.fromisoformat(coverage["oldest_sample"]).timestamp()
+    assert before - 86400 - 5 <= oldest <= time.time() - 86400 + 5  # now minus a day
+    refused = tmp_path / "refused"
+    code = _export(prometheus, refused, "--loki-url", loki_one_day, "--require-complete")
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "Loki holds no log line of the window" in err
+    assert err.strip().endswith("nothing was written (--require-complete)")
+    assert not refused.exists()
 
 
 @pytest.mark.parametrize("limit", [4, 5, 7])

@@ -156,3 +156,16 @@ def test_coverage_of_an_empty_or_silent_prometheus() -> None:
     assert unknown.complete is None and not unknown.gone
     assert "does not report its oldest sample" in (unknown.problem("http://p") or "")
     assert unknown.manifest()["complete"] is None
+
+
+def test_loki_retention_from_its_config() -> None:
+    from nuclab.export.loki import duration_ms, retention_ms
+
+    assert duration_ms("1d") == 86_400_000 and duration_ms("1w3d") == 10 * 86_400_000
+    assert duration_ms("1h30m") == 5_400_000 and duration_ms("500ms") == 500
+    assert duration_ms("0s") == 0 and duration_ms("1.5h") is None and duration_ms("") is None
+    on = "compactor:\n  retention_enabled: true\nlimits_config:\n  retention_period: 2d\n"
+    assert retention_ms(on) == 2 * 86_400_000
+    assert retention_ms(on.replace("true", "false")) == 0  # the compactor deletes nothing
+    assert retention_ms("compactor:\n  retention_enabled: true\n") is None  # no period said
+    assert retention_ms(": not yaml: [") is None

@@ -1,11 +1,46 @@
-"""Loki's ``query_range`` API, paged forward until the window is exhausted."""
+"""Loki's ``query_range`` API, paged forward until the window is exhausted, and how far back
+Loki still holds lines (its retention, from ``/config``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
+import yaml
+
 from nuclab.errors import NuclabError
-from nuclab.export.http import JsonClient
+from nuclab.export.http import HttpError, JsonClient
+
+RETENTION_SOURCE = "loki limits_config.retention_period (compactor.retention_enabled)"
+
+# Loki prints durations as Prometheus' model does: 2d, 1w3d, 1h30m, 500ms; 0s for none.
+_DURATION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_UNIT_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000,
+            "m": 60_000, "s": 1000, "ms": 1}  # fmt: skip
+
+
+def duration_ms(text: str) -> int | None:
+    """Milliseconds of a duration as Loki's /config prints it, or None when it is not one."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        return None
+    return sum(int(n) * _UNIT_MS[u] for n, u in parts)
+
+
+def retention_ms(config_text: str) -> int | None:
+    """Loki's retention period in ms from its /config (0: it deletes nothing); None when the
+    text does not say."""
+    try:
+        config = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    compactor, limits = config.get("compactor") or {}, config.get("limits_config") or {}
+    if not compactor.get("retention_enabled"):
+        return 0
+    period = limits.get("retention_period")
+    return duration_ms(str(period)) if period is not None else None
 
 
 class Loki:
@@ -15,6 +50,18 @@ class Loki:
     def check(self) -> None:
         """Raise a clear error when Loki is unreachable (any label query answers when it is up)."""
         self.http.get("/loki/api/v1/labels", {})
+
+    def oldest_kept_ms(self, now_ms: int) -> int | None:
+        """The oldest time Loki still holds lines from: ``now - retention_period`` when its
+        compactor deletes old lines, 0 when nothing is deleted, None when /config cannot say."""
+        try:
+            text = self.http.get_bytes("/config", {}).decode("utf-8", "replace")
+        except HttpError:
+            return None
+        period = retention_ms(text)
+        if period is None:
+            return None
+        return 0 if period == 0 else now_ms - period
 
     def entries(
         self, query: str, start_ns: int, end_ns: int, *, limit: int = 5000

@@ -17,7 +17,7 @@ from nuclab.export import cluster
 from nuclab.export.coverage import Coverage
 from nuclab.export.dataset import DatasetWriter, check_target, families, safe_name, series_table
 from nuclab.export.http import check_url
-from nuclab.export.loki import Loki
+from nuclab.export.loki import RETENTION_SOURCE, Loki
 from nuclab.export.prom import (
     MAX_POINTS,
     Prometheus,
@@ -158,21 +158,35 @@ def _window(
 
 def _coverage(
     opts: ExportOptions,
-    prom: Prometheus,
-    start_ms: int,
-    end_ms: int,
+    coverage: Coverage,
+    url: str,
     warn: Callable[[str], None] | None,
 ) -> Coverage:
-    """What Prometheus still holds of the window; refused or warned about when not all."""
-    coverage = Coverage(start_ms, end_ms, prom.oldest_sample_ms())
-    problem = coverage.problem(opts.prometheus_url)
+    """What a server still holds of the window; refused or warned about when not all."""
+    problem = coverage.problem(url)
     if problem and opts.require_complete:
         raise NuclabError(
             f"experiment {opts.experiment!r}: {problem}; nothing was written (--require-complete)"
         )
-    if problem and warn is not None and not coverage.gone:  # gone: the export fails, saying so
+    # Prometheus holding none of it: the export fails, saying so
+    if problem and warn is not None and not (coverage.gone and coverage.server == "Prometheus"):
         warn(f"experiment {opts.experiment!r}: {problem}; manifest.json records the coverage")
     return coverage
+
+
+def _log_coverage(
+    opts: ExportOptions,
+    loki: Loki | None,
+    window_ms: tuple[int, int],
+    now: datetime | None,
+    warn: Callable[[str], None] | None,
+) -> Coverage | None:
+    """What Loki still holds of the window (its retention), when logs are exported."""
+    if loki is None:
+        return None
+    oldest = loki.oldest_kept_ms(_ms(now or datetime.now(UTC)))
+    held = Coverage(*window_ms, oldest, "Loki", RETENTION_SOURCE, "log line")
+    return _coverage(opts, held, opts.loki_url, warn)
 
 
 def export(
@@ -190,7 +204,10 @@ def export(
     step_ms = step_ms_of(opts.step)
     start_ms, end_ms = _ms(start), _ms(end)
     check_queries(start_ms, end_ms, step_ms, opts.max_points)  # the release's window, too
-    coverage = _coverage(opts, prom, start_ms, end_ms, warn)
+    coverage = _coverage(
+        opts, Coverage(start_ms, end_ms, prom.oldest_sample_ms()), opts.prometheus_url, warn
+    )
+    log_coverage = _log_coverage(opts, loki, (start_ms, end_ms), now, warn)
     selectors = opts.selectors or default_selectors(opts.experiment, opts.namespace)
     names = prom.metric_names(selectors, start_ms, end_ms)
     if not names:
@@ -251,6 +268,7 @@ def export(
                 "query": log_query,
                 "lines": log_lines,
                 "file": "logs/logs.jsonl",
+                "coverage": log_coverage.manifest() if log_coverage is not None else None,
             }
             if loki is not None
             else None
