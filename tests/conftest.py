@@ -28,9 +28,9 @@ def tool(name: str) -> str:
     raise AssertionError  # unreachable: pytest.fail raises
 
 
-def load_tool(name: str) -> ModuleType:
-    """tools/<name>.py, a tool of the checkout (not a module of the package), loaded by path."""
-    found = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+def load_tool(name: str, folder: str = "tools") -> ModuleType:
+    """<folder>/<name>.py, a tool of the checkout (not a module of the package), loaded by path."""
+    found = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     assert found is not None and found.loader is not None
     module = importlib.util.module_from_spec(found)
     found.loader.exec_module(module)
