@@ -28,6 +28,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from nuclab import deploy
 from nuclab.report.data import Dataset
 from tests.harness.prometheus import PrometheusClient
 from tests.integration.conftest import SIM_INVENTORY
@@ -42,9 +43,10 @@ SCRAPE_INTERVAL = 15  # the PodMonitor's (roles/monitoring)
 
 
 def _lab_prometheus_url() -> str:
-    lab = yaml.safe_load((SIM_INVENTORY / "group_vars/all/lab.yml").read_text())
-    address = lab["sim_cluster_bridge_address"].split("/")[0]
-    return f"http://{address}:{lab['sim_cluster_prometheus_port']}"
+    """The inventory's lab_prometheus_url, read as the CLI and the export role read it."""
+    url = deploy.lab_target(SIM_INVENTORY, SIM_INVENTORY.parents[1]).prometheus_url
+    assert url, "inventory/sim names no lab_prometheus_url"
+    return url
 
 
 @pytest.fixture(scope="module")

@@ -161,15 +161,18 @@ def _coverage(
     coverage: Coverage,
     url: str,
     warn: Callable[[str], None] | None,
+    *,
+    fails_when_gone: bool,
 ) -> Coverage:
-    """What a server still holds of the window; refused or warned about when not all."""
+    """What a server still holds of the window; refused or warned about when not all. When
+    ``fails_when_gone`` (the metrics), a window the server holds nothing of is not warned about:
+    the export then fails, saying so."""
     problem = coverage.problem(url)
     if problem and opts.require_complete:
         raise NuclabError(
             f"experiment {opts.experiment!r}: {problem}; nothing was written (--require-complete)"
         )
-    # Prometheus holding none of it: the export fails, saying so
-    if problem and warn is not None and not (coverage.gone and coverage.server == "Prometheus"):
+    if problem and warn is not None and not (coverage.gone and fails_when_gone):
         warn(f"experiment {opts.experiment!r}: {problem}; manifest.json records the coverage")
     return coverage
 
@@ -186,7 +189,7 @@ def _log_coverage(
         return None
     oldest = loki.oldest_kept_ms(_ms(now or datetime.now(UTC)))
     held = Coverage(*window_ms, oldest, "Loki", RETENTION_SOURCE, "log line")
-    return _coverage(opts, held, opts.loki_url, warn)
+    return _coverage(opts, held, opts.loki_url, warn, fails_when_gone=False)
 
 
 def export(
@@ -205,7 +208,11 @@ def export(
     start_ms, end_ms = _ms(start), _ms(end)
     check_queries(start_ms, end_ms, step_ms, opts.max_points)  # the release's window, too
     coverage = _coverage(
-        opts, Coverage(start_ms, end_ms, prom.oldest_sample_ms()), opts.prometheus_url, warn
+        opts,
+        Coverage(start_ms, end_ms, prom.oldest_sample_ms()),
+        opts.prometheus_url,
+        warn,
+        fails_when_gone=True,
     )
     log_coverage = _log_coverage(opts, loki, (start_ms, end_ms), now, warn)
     selectors = opts.selectors or default_selectors(opts.experiment, opts.namespace)
