@@ -158,6 +158,15 @@ go_tools() {
       "$(printf 'v0.%d%02d.%d' "$pmaj" "$pmin" "$ppatch")" "$tools/prometheus-$prom" \
       "-X github.com/prometheus/common/version.Version=${prom#v}" cmd/prometheus
   fi
+  # kube-state-metrics: the pods', StatefulSets' and nodes' state that the lab's rules join on.
+  local ksm
+  ksm=$(version lab_kube_state_metrics_version)
+  if [ ! -x "$tools/kube-state-metrics-$ksm/kube-state-metrics" ]; then
+    log "building kube-state-metrics $ksm"
+    CGO_ENABLED=0 GOBIN="$tools/kube-state-metrics-$ksm" go install -trimpath \
+      -ldflags="-s -w -X github.com/prometheus/common/version.Version=$ksm" \
+      "k8s.io/kube-state-metrics/v2@$ksm"
+  fi
   if [ ! -x "$tools/kwok-$kwok/kwok" ]; then
     log "building kwok $kwok"
     CGO_ENABLED=0 GOBIN="$tools/kwok-$kwok" go install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok"
@@ -188,6 +197,7 @@ go_tools() {
   ln -sfn "$tools/prometheus-operator-$operator/operator" "$tools/bin/prometheus-operator"
   # not "prometheus": the tests' local servers are Debian's, found on PATH
   ln -sfn "$tools/prometheus-$prom/prometheus" "$tools/bin/prometheus-lab"
+  ln -sfn "$tools/kube-state-metrics-$ksm/kube-state-metrics" "$tools/bin/kube-state-metrics"
 }
 
 extra_steps() {  # tools/setup.d/*.sh: steps of single capabilities (a Kafka broker, a base image, ...)

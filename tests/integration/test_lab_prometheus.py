@@ -11,7 +11,9 @@ Prometheus runs as a process of this machine, not as a pod: the lab's config wri
 (roles/sim_cluster/files/prometheus_config_sync.py) writes what a pod's kubelet and config-reloader
 would, the service account's token among them, and gives Kubernetes discovery the API server's
 address, which a pod's in-cluster client takes from its environment. The real nodes' cAdvisor is
-scraped through the chart's kubelet ServiceMonitor, which the role writes (no chart here).
+scraped through the chart's kubelet ServiceMonitor, which the role writes (no chart here), and
+kube-state-metrics, built from its Go module and run as a process against the lab's API, through
+its chart's ServiceMonitor: the lab's recording rules join the two.
 """
 
 from __future__ import annotations
@@ -156,52 +158,141 @@ def test_prometheus_gets_the_probes_rtt_histograms_and_the_peers_counters(
     ), up
 
 
+def _mebibytes(quantity: str) -> float:
+    return float(quantity[:-2]) * 2**20 if quantity.endswith("Mi") else float(quantity)
+
+
+def _memory_limits(pod: Any) -> dict[str, float]:
+    """Each container's memory limit, as its pod asks for it."""
+    return {
+        c.name: _mebibytes((c.resources.limits or {}).get("memory", "0"))
+        for c in pod.spec.containers
+    }
+
+
 def _memory_limit(pod: Any) -> float:
-    total = 0.0
-    for container in pod.spec.containers:
-        limit = (container.resources.limits or {}).get("memory", "0")
-        total += float(limit[:-2]) * 2**20 if limit.endswith("Mi") else float(limit)
-    return total
+    return sum(_memory_limits(pod).values())
 
 
 def test_cadvisor_measures_every_real_peer_within_its_limits(
     prometheus: PrometheusClient, core_api: Any
 ) -> None:
     """The kubelets' cAdvisor, scraped as the chart scrapes it (HTTPS, the service account's
-    token, the kubelet's own labels): CPU and memory of every peer, and the memory limit the
-    kubelet set on its cgroup, equal to what its pod asks for."""
+    token, the kubelet's own labels): each peer's containers, their CPU and memory, the memory
+    limit the kubelet set on each container's cgroup and the pod's, equal to what the pod asks
+    for, and the pod's network traffic."""
     running = {p.metadata.name: p for p in peer_pods(core_api, EXPERIMENT)}
     assert len(running) == PEERS
+    of_peers = f'namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"'
+    wanted = {(name, c) for name, pod in running.items() for c in _memory_limits(pod)}
 
     def measured() -> list[dict[str, Any]] | None:
-        found = prometheus.query(
-            f'container_memory_working_set_bytes{{namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"}}'
+        found = prometheus.query(f'container_memory_working_set_bytes{{{of_peers},container!=""}}')
+        return (
+            found
+            if {(s["metric"]["pod"], s["metric"]["container"]) for s in found} == wanted
+            else None
         )
-        return found if {s["metric"]["pod"] for s in found} == set(running) else None
 
-    memory = wait_for(measured, 90, "cAdvisor's memory of every peer in Prometheus", step=5)
+    memory = wait_for(measured, 90, "cAdvisor's memory of every peer's containers", step=5)
     for sample in memory:
         labels = sample["metric"]
-        assert (
-            labels["job"] == "kubelet" and labels["node"] == running[labels["pod"]].spec.node_name
-        )
-        assert 0 < float(sample["value"][1]) <= _memory_limit(running[labels["pod"]])
-    limits = prometheus.query(
-        f'container_spec_memory_limit_bytes{{namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"}}'
+        assert labels["job"] == "kubelet", labels
+        assert labels["node"] == running[labels["pod"]].spec.node_name, labels
+        limit = _memory_limits(running[labels["pod"]])[labels["container"]]
+        assert 0 < float(sample["value"][1]) <= limit, sample
+    # the limits as the kernel holds them: each container's cgroup, and the pod's (no container,
+    # no image: the pause container's sandbox has an image)
+    limits = prometheus.query(f'container_spec_memory_limit_bytes{{{of_peers},container!=""}}')
+    assert sorted(
+        (s["metric"]["pod"], s["metric"]["container"], float(s["value"][1])) for s in limits
+    ) == sorted(
+        (name, c, limit)
+        for name, pod in running.items()
+        for c, limit in _memory_limits(pod).items()
     )
-    assert sorted((s["metric"]["pod"], float(s["value"][1])) for s in limits) == sorted(
+    pods = prometheus.query(
+        f'container_spec_memory_limit_bytes{{{of_peers},container="",image=""}}'
+    )
+    assert sorted((s["metric"]["pod"], float(s["value"][1])) for s in pods) == sorted(
         (name, _memory_limit(pod)) for name, pod in running.items()
     )
 
     def cpu() -> list[dict[str, Any]] | None:
         found = prometheus.query(
-            "rate(container_cpu_usage_seconds_total"
-            f'{{namespace="nuclab",pod=~"nuclab-exp-{EXPERIMENT}-.*"}}[1m])'
+            f'rate(container_cpu_usage_seconds_total{{{of_peers},container!=""}}[1m])'
+        )
+        return (
+            found
+            if {(s["metric"]["pod"], s["metric"]["container"]) for s in found} == wanted
+            else None
+        )
+
+    rates = wait_for(cpu, 90, "two cAdvisor samples of every container's CPU", step=5)
+    assert all(0 < float(s["value"][1]) < 1 for s in rates), rates
+
+    def network() -> list[dict[str, Any]] | None:
+        found = prometheus.query(
+            f'rate(container_network_transmit_bytes_total{{{of_peers},interface="eth0"}}[1m]) > 0'
         )
         return found if {s["metric"]["pod"] for s in found} == set(running) else None
 
-    rates = wait_for(cpu, 90, "two cAdvisor samples of every peer's CPU", step=5)
-    assert all(0 < float(s["value"][1]) < 1 for s in rates), rates
+    wait_for(network, 90, "every peer's traffic on its eth0, from cAdvisor", step=5)
+
+
+def test_the_labs_rules_join_cadvisor_on_kube_state_metrics(
+    prometheus: PrometheusClient, core_api: Any
+) -> None:
+    """kube-state-metrics, built from its Go module and scraped through its chart's
+    ServiceMonitor, gives the lab's rules each pod's experiment label and node: the recorded
+    per-peer and per-experiment series that dashboards and ``nuclab`` read exist for every real
+    peer, on its node, and hold no other experiment's pod."""
+    running = {p.metadata.name: p for p in peer_pods(core_api, EXPERIMENT)}
+    assert len(running) == PEERS
+    up = wait_for(
+        lambda: prometheus.query('up{job="kube-state-metrics"} == 1'),
+        90,
+        "kube-state-metrics scraped through its ServiceMonitor",
+        step=5,
+    )
+    assert [s["metric"]["service"] for s in up] == ["lab-kube-state-metrics"], up
+
+    def per_pod(record: str) -> dict[str, dict[str, Any]] | None:
+        found = prometheus.query(f'{record}{{experiment="{EXPERIMENT}"}}')
+        by_pod = {s["metric"]["pod"]: s for s in found}
+        return by_pod if set(by_pod) == set(running) and len(found) == PEERS else None
+
+    for record in (
+        "nuclab:pod_experiment:info",
+        "nuclab:pod_running:max",
+        "nuclab:pod_memory_working_set_bytes:sum",
+        "nuclab:pod_cpu_usage_seconds:rate2m",
+    ):
+        series = wait_for(lambda r=record: per_pod(r), 120, f"{record} for every peer", step=5)
+        for pod, sample in series.items():
+            assert sample["metric"]["node"] == running[pod].spec.node_name, (record, sample)
+            assert sample["metric"]["namespace"] == "nuclab", (record, sample)
+        if record == "nuclab:pod_memory_working_set_bytes:sum":
+            assert all(
+                0 < float(s["value"][1]) <= _memory_limit(running[pod]) for pod, s in series.items()
+            ), series
+
+    def experiment(record: str) -> float | None:
+        found = prometheus.query(f'{record}{{experiment="{EXPERIMENT}"}}')
+        return float(found[0]["value"][1]) if found else None
+
+    assert wait_for(
+        lambda: experiment("nuclab:experiment_peers_desired:sum") == PEERS,
+        90,
+        "the StatefulSet's replicas, from kube-state-metrics",
+        step=5,
+    )
+    assert wait_for(
+        lambda: experiment("nuclab:experiment_peers_running:sum") == PEERS,
+        90,
+        "the running peers, from kube-state-metrics",
+        step=5,
+    )
 
 
 def _delivered_now() -> int:

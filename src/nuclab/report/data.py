@@ -167,8 +167,8 @@ def once_per_pod(series: list[Series]) -> list[Series]:
     """cAdvisor's series with each pod counted once. cAdvisor gives a series per cgroup: the
     pod's (no ``container`` label), each container's, and the sandbox's (``container="POD"``);
     summing them all counts a pod twice. Each pod keeps its containers' own series where it has
-    them, else its pod-level series (the simulated lab's kubelets, on cgroup v1 under a cgroup
-    root of their own, give only those). Series of other metrics pass unchanged."""
+    them, else its pod-level series (a kubelet whose cAdvisor is not given the containerd
+    socket, ``--containerd``, gives only those). Series of other metrics pass unchanged."""
     by_pod: dict[str, list[Series]] = {}
     for s in series:
         by_pod.setdefault(s.peer, []).append(s)
