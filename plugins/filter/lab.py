@@ -9,11 +9,11 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
-    from nuclab import lab
+    from nuclab import lab, services
     from nuclab.errors import NuclabError
 except ImportError:  # an Ansible outside the project's venv: use the repo's source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from nuclab import lab
+    from nuclab import lab, services
     from nuclab.errors import NuclabError
 
 
@@ -108,6 +108,12 @@ def nuclab_sim_system_reserved(node_memory: Any, meminfo: str, eviction_mib: int
     return lab.system_reserved_memory(str(node_memory), str(meminfo), int(eviction_mib))
 
 
+def nuclab_pushgateway(namespace: Any) -> dict[str, Any]:
+    """The lab's Pushgateway when monitoring runs in namespace: release, name, namespace, port,
+    url (``nuclab.services``)."""
+    return services.pushgateway(str(namespace))
+
+
 class FilterModule:
     """Lab inventory filters."""
 
@@ -121,4 +127,5 @@ class FilterModule:
             "nuclab_sim_kubelet_certs": nuclab_sim_kubelet_certs,
             "nuclab_sim_real_preflight": nuclab_sim_real_preflight,
             "nuclab_sim_system_reserved": nuclab_sim_system_reserved,
+            "nuclab_pushgateway": nuclab_pushgateway,
         }

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from nuclab import services
 from nuclab.errors import ValidationError
 from nuclab.loadgen.schedule import parse_schedule
 
@@ -266,8 +267,7 @@ LOADGEN_TABLE: tuple[Field, ...] = (
     _numeric("size", "bytes", 1, 16 * 1024 * 1024, default=1024, chart="size",
              help="message size in bytes (kafka mode)",
              allowed="the topic's `max.message.bytes` is checked when it runs"),
-    Field("pushgateway", "string", "pushgateway",
-          "http://pushgateway-prometheus-pushgateway.monitoring.svc:9091",
+    Field("pushgateway", "string", "pushgateway", services.pushgateway()["url"],
           "Pushgateway the metrics go to while running; empty = none",
           "an `http://` URL, `\"\"` = no pushes"),
     Field("image", "image", "image", DEFAULT_IMAGE, "the load generator's image",

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from nuclab import spec
+from nuclab import services, spec
 from tests.chart.conftest import validate
 
 Render = Callable[..., list[dict[str, Any]]]
 
 HEADLESS = "nuclab-exp-purple-headless.nuclab.svc.cluster.local"
-PUSHGATEWAY = "http://pushgateway-prometheus-pushgateway.monitoring.svc:9091"
+PUSHGATEWAY = services.pushgateway()["url"]
 
 
 def values_for(name: str = "purple", **loadgen: Any) -> dict[str, Any]:
