@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from export_throughput import timed  # bench/, this script's folder, is on sys.path
 from prometheus_api_client import PrometheusConnect
 
 from nuclab import deploy
@@ -106,15 +106,6 @@ def api_client(url: str, start: int, end: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "data.json").write_text(json.dumps(answers))
     return total
-
-
-def timed(fn: Callable[[], int], runs: int) -> tuple[float, int]:
-    times, samples = [], 0
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        samples = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), samples
 
 
 def main() -> None:
