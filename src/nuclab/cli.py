@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("probe", "measure RTT and loss to peers (sidecar) or between nodes (--node)"),
     "report": ("report", "render an exported dataset as one self-contained HTML page"),
     "compare": ("compare", "compare the key figures of exported datasets; fail on a regression"),
+    "rerun": ("rerun", "create an experiment again from the dataset it was exported to"),
 }
 
 

@@ -422,13 +422,18 @@ def release_values(
     return parsed, values
 
 
+def chart_meta(chart: Path) -> dict[str, Any]:
+    """The chart's Chart.yaml: its name, version and appVersion."""
+    return _yaml_mapping(chart / "Chart.yaml")
+
+
 def chart_changes(release: Release | None, chart: Path, values: Mapping[str, Any]) -> bool:
     """Whether ``helm upgrade`` would change the release (``kubernetes.core.helm``'s check:
     values, chart name-version and appVersion), or must run again: a last revision that is not
     ``deployed`` (failed, pending) is applied again, as the playbook path does."""
     if release is None or release.status != "deployed":
         return True
-    meta = _yaml_mapping(chart / "Chart.yaml")
+    meta = chart_meta(chart)
     return (
         release.values != values
         or release.chart != f"{meta.get('name')}-{meta.get('version')}"

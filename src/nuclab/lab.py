@@ -45,6 +45,14 @@ _RESOURCE_NAME = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
+
+
+def place(labels: Mapping[str, str]) -> str:
+    """A node's place in the lab, ``role/zone`` ('?' for a label it lacks): how a run's nodes
+    are compared with another lab's."""
+    return f"{labels.get(ROLE_LABEL, '?')}/{labels.get(ZONE_LABEL, '?')}"
+
+
 _LABEL_VALUE_RULE = "up to 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
 
 

@@ -315,3 +315,39 @@ def test_debug_lets_the_traceback_through(
     argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
     with pytest.raises(KeyError):
         cli.main(argv)
+
+
+# --- nuclab rerun -----------------------------------------------------------------------------
+
+
+def a_dataset(tmp_path: Path) -> Path:
+    """An export's folder: a manifest with the run's spec and no files."""
+    data = tmp_path / "purple-ds"
+    data.mkdir()
+    values = spec.to_values(spec.parse({"name": "purple"}, create=True))
+    manifest = {"experiment": "purple", "spec": values, "chart": {"version": "0.1.8"}, "files": []}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    return data
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "shown"),
+    [
+        (("--name", "Bad_Name"), "name", "'Bad_Name'"),
+        (("--name", "x" * 60), "name", "x" * 60),
+        (("--timeout", "-5"), "--timeout", "'-5'"),
+    ],
+)
+def test_rerun_refuses_before_reading_the_lab(
+    tmp_path: Path, lab: Path, flags: tuple[str, ...], field: str, shown: str
+) -> None:
+    proc = nuclab("rerun", str(a_dataset(tmp_path)), *flags, "-i", str(lab), cwd=tmp_path)
+    assert_refused(proc, field, shown)
+
+
+def test_rerun_of_a_folder_that_is_no_dataset_is_one_line(tmp_path: Path, lab: Path) -> None:
+    proc = nuclab("rerun", str(tmp_path), "-i", str(lab), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"nuclab: error: dataset {str(tmp_path)!r}: no manifest.json (not an export)"
+    ]

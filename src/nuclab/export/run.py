@@ -26,6 +26,7 @@ from nuclab.export.prom import (
     plan_chunks,
     step_ms_of,
 )
+from nuclab.rerun import recorded_parent
 
 FORMAT = "nuclab-dataset/1"
 
@@ -316,11 +317,14 @@ def _manifest(
         "pods": None,
         "images": None,
         "k3s_versions": None,
+        "rerun_of": None,
     }
     if release is not None:
         latest = release.latest
         meta = latest.get("chart", {}).get("metadata", {})
         m["spec"] = latest.get("config") or {}
+        # made by `nuclab rerun`: the dataset it came from, and what differed from it
+        m["rerun_of"] = recorded_parent(m["spec"])
         m["chart"] = {k: meta.get(k) for k in ("name", "version", "appVersion")}
         info = latest.get("info", {})
         m["release"] = {

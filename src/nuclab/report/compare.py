@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nuclab.errors import ValidationError
-from nuclab.lab import ROLE_LABEL, ZONE_LABEL
+from nuclab.lab import ZONE_LABEL, place
 from nuclab.report.data import Dataset, Series, increase, once_per_pod, overall_percentiles
 
 REGRESSION_EXIT = 4
@@ -224,9 +224,8 @@ def lab_of(manifest: dict) -> dict[str, object]:
     if isinstance(nodes, list):
         places: dict[str, int] = {}
         for n in nodes:
-            labels = n.get("labels") or {}
-            place = f"{labels.get(ROLE_LABEL, '?')}/{labels.get(ZONE_LABEL, '?')}"
-            places[place] = places.get(place, 0) + 1
+            where = place(n.get("labels") or {})
+            places[where] = places.get(where, 0) + 1
         lab["nodes (role/zone)"] = ", ".join(f"{k}: {v}" for k, v in sorted(places.items()))
         lab["kernels"] = ", ".join(sorted({str(n.get("kernel")) for n in nodes})) or None
         lab["architectures"] = ", ".join(sorted({str(n.get("architecture")) for n in nodes}))
