@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,12 @@ from typing import Any
 import pytest
 
 from nuclab import rerun, spec
-from tests.integration.realnodes import REAL, nuclab, wait_for
+from tests.integration.realnodes import NUCLAB, REAL, nuclab, wait_for
 from tests.integration.realnodes import pods as peer_pods
 
 FIRST, SECOND, DRIFTED = "rr", "rr-again", "rr-drift"
-RUN_SECONDS = 40
+RUN_SECONDS = 40  # the rerun's: a few scrapes of its probes' RTT histograms (every 15 s)
+KSM_SCRAPES = 12  # two of kube-state-metrics' scrapes (every 5 s on the simulated lab)
 
 
 def _export(name: str, out: Path) -> dict[str, Any]:
@@ -34,14 +36,15 @@ def _export(name: str, out: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def first(sim_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A dataset of ``rr``: 2 peers with the probe on the real nodes for 40 s, then deleted."""
+    """A dataset of ``rr``: 2 peers with the probe on the real nodes, exported once they run
+    (what a rerun reads is the spec, chart, images and placement), then deleted."""
     out = tmp_path_factory.mktemp("rerun") / "rr"
     try:
         nuclab(
             "create", "--name", FIRST, "--peers", "2", "--msg-rate", "200", "--cpu", "0.05",
             "--ram", "16", "--label", "node-kind=real", "--probe", "-q",
         )  # fmt: skip
-        time.sleep(RUN_SECONDS)
+        time.sleep(KSM_SCRAPES)  # the pods' state in Prometheus: the export needs samples
         _export(FIRST, out)
         nuclab("delete", FIRST, "--no-export", "-q")
         yield out
@@ -79,6 +82,16 @@ def test_a_rerun_is_the_same_experiment_and_its_dataset_names_its_parent(
     # the rerun measured: every peer's RTT histogram and delivered messages are in its dataset
     assert any(m.startswith("nuclab_peer_rtt_seconds") for m in child["metrics"])
     nuclab("delete", SECOND, "--no-export", "-q")
+
+    # and the two compare: the rerun measured delivery, RTT and CPU
+    proc = subprocess.run(
+        [NUCLAB, "compare", str(first), str(tmp_path / "again"), "-o", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)["figures"]
+    for key in ("messages_delivered", "rtt_p50_ms", "cpu_cores_per_peer"):
+        assert (figures[key]["values"][1] or 0) > 0, (key, figures[key])
 
 
 def test_a_dataset_this_lab_cannot_reproduce_is_refused_unless_drift_is_allowed(
