@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "render an exported dataset as one self-contained HTML page"),
     "compare": ("compare", "compare the key figures of exported datasets; fail on a regression"),
     "rerun": ("rerun", "create an experiment again from the dataset it was exported to"),
+    "campaign": (
+        "campaign",
+        "run a campaign file's grid of experiments, export each and compare them; resumable",
+    ),
 }
 
 

@@ -351,3 +351,37 @@ def test_rerun_of_a_folder_that_is_no_dataset_is_one_line(tmp_path: Path, lab: P
     assert proc.stderr.splitlines() == [
         f"nuclab: error: dataset {str(tmp_path)!r}: no manifest.json (not an export)"
     ]
+
+
+# --- nuclab campaign --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "shown"),
+    [
+        ({"name": "bw", "experiment": {}, "duration": "30s", "grid": {"peerz": [1, 2]}},
+         "campaign.grid.peerz", "[1, 2]"),
+        ({"name": "bw", "experiment": {"ram": 2}, "duration": "30s"},
+         "campaign.experiment.ram (the base spec)", "2"),
+        ({"name": "bw", "experiment": {}, "duration": "-1s"}, "campaign.duration", "'-1s'"),
+        ({"name": "bw", "experiment": {}}, "campaign.duration", "required"),
+    ],
+)  # fmt: skip
+def test_campaign_refuses_a_bad_file_before_reading_the_lab(
+    tmp_path: Path, lab: Path, body: dict, field: str, shown: str
+) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump({"campaign": body}))
+    proc = nuclab("campaign", "run", str(path), "-i", str(lab), cwd=tmp_path)
+    assert_refused(proc, field, shown)
+    assert not (tmp_path / "datasets").exists(), "nothing was written"
+
+
+def test_campaign_status_without_a_run_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump({"campaign": {"name": "bw", "experiment": {}, "duration": 5}}))
+    proc = nuclab("campaign", "status", str(path), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"nuclab: error: no campaign in {str(tmp_path / 'datasets' / 'bw')!r} (no campaign.json)"
+    ]
