@@ -355,9 +355,15 @@ func (p *Peer) neighbours(ctx context.Context, beat func()) ([]discovery.Endpoin
 	return out, others
 }
 
+// discoveryLoop looks for the peers to dial every --rediscover seconds; while it has found fewer
+// than it should dial (the other pods of a StatefulSet that starts them together appear in DNS
+// one by one, a second or so apart), it looks again after 1 s, 2 s, 4 s... up to that period,
+// so that a peer joins as soon as its neighbours exist rather than a whole period later.
 func (p *Peer) discoveryLoop(ctx context.Context) {
 	defer p.wg.Done()
 	beat := p.health.Loop("discovery")
+	period := time.Duration(p.cfg.RediscoverS * float64(time.Second))
+	soon := time.Second
 	for {
 		beat()
 		eps, others := p.neighbours(ctx, beat)
@@ -370,7 +376,13 @@ func (p *Peer) discoveryLoop(ctx context.Context) {
 				go p.dial(ctx, ep)
 			}
 		}
-		if !sleep(ctx, time.Duration(p.cfg.RediscoverS*float64(time.Second)), beat) {
+		wait := period
+		if short := len(eps) < min(max(p.cfg.ConnectTo, 0), others); !short {
+			soon = time.Second // all found: after a later loss, look soon again
+		} else if soon < period {
+			wait, soon = soon, soon*2
+		}
+		if !sleep(ctx, wait, beat) {
 			return
 		}
 	}

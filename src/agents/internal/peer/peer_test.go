@@ -218,6 +218,51 @@ func TestDiscoveryThroughTheResolverFindsTheStatefulSetsPods(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+// A StatefulSet's pods appear in DNS one by one: the peer that starts first finds no neighbour
+// and must look again within seconds, not a whole --rediscover period (30 s) later.
+func TestAPeerThatStartsBeforeItsNeighbourFindsItWithinSeconds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := listen(t, 1)[0]
+	port0 := first.Addr().(*net.TCPAddr).Port
+	second, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", itoa(port0)))
+	if err != nil {
+		t.Fatalf("127.0.0.2:%d: %v", port0, err)
+	}
+	var mu sync.Mutex
+	addrs := map[string]string{"exp-0.svc": "127.0.0.1"} // exp-1 is not in DNS yet
+	resolve := func(h string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		if a, ok := addrs[h]; ok {
+			return []string{a}
+		}
+		return nil
+	}
+	cfg := &Config{Name: "exp-0", StatefulSet: "exp", Service: "svc", Peers: 2, ConnectTo: 1, MsgSize: 10, MsgRateMS: 3_600_000, RediscoverS: 30}
+	cfg.Port = port0
+	r := &running{m: NewMetrics("", cfg.Name), out: &lines{}, done: make(chan error, 1)}
+	r.p = New(cfg, r.m, LimitsFor(16<<20), r.out)
+	r.p.resolve = resolve
+	go func() { r.done <- r.p.Run(ctx, first) }()
+	time.Sleep(1500 * time.Millisecond) // exp-0 has looked and found nobody
+	mu.Lock()
+	addrs["exp-1.svc"] = "127.0.0.2"
+	mu.Unlock()
+	accepted := make(chan struct{})
+	go func() {
+		if nc, err := second.Accept(); err == nil {
+			close(accepted)
+			nc.Close()
+		}
+	}()
+	select {
+	case <-accepted:
+	case <-time.After(6 * time.Second): // looks again after 1, 2, 4 s
+		t.Fatalf("exp-0 did not dial exp-1 within 6 s of its DNS record: %s", r.out.String())
+	}
+}
+
 func TestOnlyAPeerThatSpeaksGossipMakesItReady(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
