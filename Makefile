@@ -13,13 +13,16 @@ export CONTAINERS_CONF := $(CURDIR)/tools/containers.conf
 SIM := inventory/sim
 KUBECONFIG_SIM := $(CURDIR)/$(SIM)/artifacts/kubeconfig
 
-.PHONY: help setup demo sim-up sim-down test test-unit test-podman test-lab lint unit chart molecule integration bench generate clean
+.PHONY: help setup setup-tests demo sim-up sim-down test test-unit test-podman test-lab lint unit chart molecule integration bench generate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 setup: ## Install what nuclab needs: Debian packages, .venv, Go tools (cached)
 	@bash tools/setup.sh
+
+setup-tests: setup ## Also build what only the tests use: helm-docs, Loki (cached)
+	@bash tools/setup.sh --tests
 
 sim-up: setup ## Bring the simulated lab up (site.yml on inventory/sim)
 	ansible-playbook -i $(SIM) site.yml
@@ -58,7 +61,10 @@ test: setup ## Run every test tier (lint, unit, chart, molecule, integration)
 # The integration tests that need no lab (marked by tests/integration/conftest.py) run in this
 # tier, beside the lab's; `-m sim` selects the others for test-lab, which ends with the few
 # that measure a rate or a delay to a few percent (`-m quiet`) once the lab is down and the other tiers are done.
+# It builds the tools only the tests use first (helm-docs, Loki: minutes when the cache is cold,
+# niced), beside the lab's tier, which needs neither.
 test-unit:
+	@bash tools/setup.sh --tests
 	@rc=0; $(MAKE) --no-print-directory lint || rc=$$?; pytest tests/unit tests/chart || rc=$$?; \
 	pytest tests/integration -m "not sim and not quiet" --durations=10 || rc=$$?; exit $$rc
 
@@ -82,17 +88,17 @@ lint: ## yamllint, ansible-lint (production profile), ruff, helm lint
 	ruff format --check src tests plugins bench tools roles
 	@for c in charts/*/Chart.yaml; do [ -e "$$c" ] || continue; helm lint --strict "$$(dirname $$c)"; done
 
-unit: ## Unit and chart tests only (fast)
+unit: setup-tests ## Unit and chart tests only (fast)
 	pytest tests/unit tests/chart
 
 molecule: ## Molecule scenarios only (the sim scenario leaves the lab up: sim_down ends the run)
 	@rc=0; molecule test --all || rc=$$?; \
 	ansible-playbook -i $(SIM) playbooks/sim_down.yml || rc=$$?; exit $$rc
 
-integration: ## Integration tests only
+integration: setup-tests ## Integration tests only
 	pytest tests/integration
 
-generate: ## Rewrite the generated files: from nuclab.spec's tables (schema rules, playbook fields, docs tables), the chart README (helm-docs), docs/roles.md (argument specs)
+generate: setup-tests ## Rewrite the generated files: from nuclab.spec's tables (schema rules, playbook fields, docs tables), the chart README (helm-docs), docs/roles.md (argument specs)
 	python tools/specgen.py
 	bash tools/chart-docs.sh
 	python tools/rolespecs.py

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares this machine for nuclab: Debian packages, the Python 3.12 venv, and the Go tools the
-# simulated lab and the tests need, built from their Go modules (nothing prebuilt is downloaded).
+# simulated lab needs, built from their Go modules (nothing prebuilt is downloaded); with
+# --tests, the tools only the tests add (tools/setup-tests.d: helm-docs, Loki).
 # Every step is skipped when its result is already there, so a second run takes seconds.
 set -euo pipefail
 
@@ -175,14 +176,6 @@ go_tools() {
     log "building helm $helm"
     CGO_ENABLED=0 GOBIN="$tools/helm-$helm" go install -trimpath -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@$helm"
   fi
-  # helm-docs writes the chart's README (make generate; a unit test checks it is current).
-  local helm_docs
-  helm_docs=$(version lab_helm_docs_version)
-  if [ ! -x "$tools/helm-docs-$helm_docs/helm-docs" ]; then
-    log "building helm-docs $helm_docs"
-    CGO_ENABLED=0 GOBIN="$tools/helm-docs-$helm_docs" go install -trimpath -ldflags="-s -w" \
-      "github.com/norwoodj/helm-docs/cmd/helm-docs@$helm_docs"
-  fi
   local b
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     ln -sfn "$kdir/$b" "$tools/bin/$b"
@@ -192,7 +185,6 @@ go_tools() {
   ln -sfn "$tools/kube-router-$router/kube-router" "$tools/bin/kube-router"
   ln -sfn "$edir/etcd" "$tools/bin/etcd"
   ln -sfn "$tools/kwok-$kwok/kwok" "$tools/bin/kwok"
-  ln -sfn "$tools/helm-docs-$helm_docs/helm-docs" "$tools/bin/helm-docs"
   ln -sfn "$tools/helm-$helm/helm" "$tools/bin/helm"
   ln -sfn "$tools/prometheus-operator-$operator/operator" "$tools/bin/prometheus-operator"
   # not "prometheus": the tests' local servers are Debian's, found on PATH
@@ -200,17 +192,26 @@ go_tools() {
   ln -sfn "$tools/kube-state-metrics-$ksm/kube-state-metrics" "$tools/bin/kube-state-metrics"
 }
 
-extra_steps() {  # tools/setup.d/*.sh: steps of single capabilities (a Kafka broker, a base image, ...)
+extra_steps() {  # DIR/*.sh: steps of single capabilities (a Kafka broker, a base image, ...)
   local s
-  for s in "$repo"/tools/setup.d/*.sh; do
+  for s in "$repo/$1"/*.sh; do
     [ -e "$s" ] || continue
     NUCLAB_CACHE="$cache" NUCLAB_REPO="$repo" bash "$s"
   done
 }
 
 start=$(date +%s)
-apt_packages
-python_venv
-go_tools
-extra_steps
-log "setup done in $(( $(date +%s) - start ))s; tools in $tools/bin"
+case "${1:-}" in
+  # What only the tests and `make generate` use (helm-docs, Loki for the export tests), once the
+  # rest is there: `make test` builds them in the tier that needs no lab, beside the lab's tier.
+  --tests)
+    extra_steps tools/setup-tests.d
+    log "the tests' tools are ready in $(( $(date +%s) - start ))s" ;;
+  "")
+    apt_packages
+    python_venv
+    go_tools
+    extra_steps tools/setup.d
+    log "setup done in $(( $(date +%s) - start ))s; tools in $tools/bin" ;;
+  *) die "unknown argument $1 (none: what the lab needs; --tests: what only the tests add)" ;;
+esac

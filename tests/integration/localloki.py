@@ -1,5 +1,5 @@
 """A real Loki on loopback: the single binary ``make setup`` builds from Loki's Go module
-(``tools/setup.d/40-loki.sh``, version ``lab_loki_version``), run as ``-target=all`` with auth
+(``tools/setup-tests.d/40-loki.sh``, version ``lab_loki_version``), run as ``-target=all`` with auth
 off, an in-memory ring and filesystem storage (TSDB, schema v13) in a temporary directory.
 
 Lines go in through Loki's push API, so what the export reads back is what Loki stored.

@@ -1,10 +1,14 @@
-"""``nuclab rerun``: a run on the simulated lab's real nodes, exported, created again from its
-dataset under another name, exported again; the second dataset names the first as its parent.
+"""``nuclab campaign`` and ``nuclab rerun`` on the simulated lab's real nodes.
+
+A campaign of 2 message sizes x 2 repeats is killed (SIGKILL, as a machine that loses power)
+while its second run runs, then resumed: 4 datasets, each exported from what the lab's Prometheus
+scraped of its peers, one comparison, no experiment left behind. Its first dataset is then run
+again under another name and exported again; the second dataset names the first as its parent.
 A dataset this lab cannot reproduce (another chart version) is refused, one line per
 difference, with nothing created, unless ``--allow-drift``, which records the difference.
 
-Everything is real: the experiment's peers run on the real nodes, the lab's own Prometheus
-scrapes them, ``nuclab export`` reads it and the lab's API.
+Everything is real: the experiments' peers run on the real nodes, the lab's own Prometheus
+scrapes them, ``nuclab export`` reads it and the lab's API, the deletes run experiment.yml.
 """
 
 from __future__ import annotations
@@ -12,21 +16,28 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nuclab import rerun, spec
+from tests.integration.conftest import SIM_INVENTORY
 from tests.integration.realnodes import NUCLAB, REAL, nuclab, wait_for
 from tests.integration.realnodes import pods as peer_pods
 
-FIRST, SECOND, DRIFTED = "rr", "rr-again", "rr-drift"
+CAMPAIGN = "cmp"
+RUNS = [f"{CAMPAIGN}-{i}" for i in range(1, 5)]
+SIZES = [512, 1440]
+DURATION = 20  # seconds a campaign's run: at least one scrape of its peers (every 15 s)
+SECOND, DRIFTED = "rr-again", "rr-drift"
 RUN_SECONDS = 40  # the rerun's: a few scrapes of its probes' RTT histograms (every 15 s)
-KSM_SCRAPES = 12  # two of kube-state-metrics' scrapes (every 5 s on the simulated lab)
 
 
 def _export(name: str, out: Path) -> dict[str, Any]:
@@ -34,23 +45,101 @@ def _export(name: str, out: Path) -> dict[str, Any]:
     return json.loads((out / "manifest.json").read_text())
 
 
+def _record(out: Path) -> dict[str, str]:
+    path = out / "campaign.json"
+    if not path.is_file():
+        return {}
+    return {r["name"]: r["status"] for r in json.loads(path.read_text())["runs"]}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Campaign:
+    out: Path
+    cut: dict[str, str]  # the record when the campaign was killed
+    status: list[list[str]]  # `nuclab campaign status` then
+    first_digest: str  # the first dataset's manifest then
+    resumed: subprocess.CompletedProcess[str]
+
+
 @pytest.fixture(scope="module")
-def first(sim_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A dataset of ``rr``: 2 peers with the probe on the real nodes, exported once they run
-    (what a rerun reads is the spec, chart, images and placement), then deleted."""
-    out = tmp_path_factory.mktemp("rerun") / "rr"
+def campaign(
+    sim_lab: Path, core_api: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Campaign]:
+    """The campaign, killed while its second run's peers run on the real nodes, then resumed."""
+    work = tmp_path_factory.mktemp("campaign")
+    out = work / "out"
+    body = {
+        "name": CAMPAIGN,
+        "experiment": {"peers": 2, "msg_rate": 200, "cpu": 0.05, "ram": 16, "probe": True,
+                       "node_labels": {"node-kind": "real"}},
+        "grid": {"msg_size": SIZES},
+        "repeats": 2,
+        "duration": f"{DURATION}s",
+        "output": str(out),
+    }  # fmt: skip
+    path = work / "campaign.yml"
+    path.write_text(yaml.safe_dump({"campaign": body}))
     try:
-        nuclab(
-            "create", "--name", FIRST, "--peers", "2", "--msg-rate", "200", "--cpu", "0.05",
-            "--ram", "16", "--label", "node-kind=real", "--probe", "-q",
+        first = subprocess.Popen(
+            [NUCLAB, "campaign", "run", str(path), "-i", str(SIM_INVENTORY), "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(KSM_SCRAPES)  # the pods' state in Prometheus: the export needs samples
-        _export(FIRST, out)
-        nuclab("delete", FIRST, "--no-export", "-q")
-        yield out
+        try:
+            wait_for(
+                lambda: _record(out).get(RUNS[1]) == "running"
+                and len(peer_pods(core_api, RUNS[1])) == 2,
+                240, f"the second run ({RUNS[1]}) to run", step=0.5,
+            )  # fmt: skip
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=30)
+        cut = _record(out)
+        status = subprocess.run(
+            [NUCLAB, "campaign", "status", str(path)], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[1:]
+        digest = _digest(out / RUNS[0] / "manifest.json")
+        resumed = nuclab("campaign", "run", str(path), "-q", check=False)
+        yield Campaign(out, cut, [line.split() for line in status], digest, resumed)
     finally:
-        for name in (FIRST, SECOND, DRIFTED):
+        for name in (*RUNS, SECOND, DRIFTED):
             nuclab("delete", name, "--no-export", "-q", check=False)
+
+
+def test_a_campaign_cut_off_mid_run_resumes_and_ends_with_four_datasets_and_a_comparison(
+    campaign: Campaign, core_api: Any
+) -> None:
+    out = campaign.out
+    assert campaign.cut == {RUNS[0]: "done", RUNS[1]: "running"}
+    assert [(row[0], row[3]) for row in campaign.status] == [
+        (RUNS[0], "done"), (RUNS[1], "running"), (RUNS[2], "to"), (RUNS[3], "to"),
+    ]  # fmt: skip
+    resumed = campaign.resumed
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"campaign {CAMPAIGN}: 4 done, 0 failed of 4 runs" in resumed.stdout, resumed.stdout
+    assert _record(out) == dict.fromkeys(RUNS, "done")
+    assert _digest(out / RUNS[0] / "manifest.json") == campaign.first_digest, "done: not redone"
+    for i, name in enumerate(RUNS):
+        manifest = rerun.load_manifest(out / name)  # whole: every file's checksum holds
+        fields = spec.from_values(manifest["spec"])
+        assert fields["msg_size"] == SIZES[i // 2] and fields["peers"] == 2, fields
+        assert len(manifest["pods"]) == 2 and {p["node"] for p in manifest["pods"]} <= REAL
+        scraped = [m for m in manifest["metrics"] if m.startswith("nuclab_peer_")]
+        assert scraped, f"{name}: no peer series scraped: {sorted(manifest['metrics'])}"
+        assert peer_pods(core_api, name) == [], f"{name} was left running"
+    compared = json.loads((out / "compare.json").read_text())
+    assert [n.split()[0] for n in compared["datasets"]] == RUNS, compared["datasets"]
+    assert (out / "compare.html").stat().st_size > 0
+    assert RUNS[3] in resumed.stdout  # the comparison's table
+
+
+@pytest.fixture(scope="module")
+def first(campaign: Campaign) -> Path:
+    """The campaign's first dataset: 2 peers with the probe, on the real nodes."""
+    return campaign.out / RUNS[0]
 
 
 def test_a_rerun_is_the_same_experiment_and_its_dataset_names_its_parent(
@@ -58,7 +147,7 @@ def test_a_rerun_is_the_same_experiment_and_its_dataset_names_its_parent(
 ) -> None:
     parent = json.loads((first / "manifest.json").read_text())
     proc = nuclab("rerun", str(first), "--name", SECOND, "-q")
-    assert f"a rerun of '{FIRST}'" in proc.stdout, proc.stdout
+    assert f"a rerun of '{RUNS[0]}'" in proc.stdout, proc.stdout
     running = peer_pods(core_api, SECOND)
     assert len(running) == 2 and {p.spec.node_name for p in running} <= REAL
     time.sleep(RUN_SECONDS)
@@ -74,7 +163,7 @@ def test_a_rerun_is_the_same_experiment_and_its_dataset_names_its_parent(
     assert child["rerun_of"] == {
         "dataset": str(first.resolve()),
         "manifest_sha256": hashlib.sha256((first / "manifest.json").read_bytes()).hexdigest(),
-        "experiment": FIRST,
+        "experiment": RUNS[0],
         "created": parent["created"],
         "drift": [],
     }

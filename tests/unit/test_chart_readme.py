@@ -1,6 +1,6 @@
-"""charts/experiment/README.md is what helm-docs (built by `make setup`) writes from the chart's
-Chart.yaml, values.yaml and README.md.gotmpl: a value, a comment or a version changed without
-`make generate` fails here."""
+"""charts/experiment/README.md is what helm-docs (built by `make setup-tests`) writes from the
+chart's Chart.yaml, values.yaml and README.md.gotmpl: a value, a comment or a version changed
+without `make generate` fails here."""
 
 from __future__ import annotations
 
