@@ -182,17 +182,23 @@ func TestAConnectionThatDoesNotSpeakGossipIsDropped(t *testing.T) {
 	}
 }
 
+// twoPods listens as two pods do: discovery dials every pod on the peer's own port, so one port
+// on two loopback addresses (Linux routes all of 127.0.0.0/8 to lo).
+func twoPods(t *testing.T) (first, second net.Listener, port int) {
+	t.Helper()
+	first = listen(t, 1)[0]
+	port = first.Addr().(*net.TCPAddr).Port
+	second, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", itoa(port)))
+	if err != nil {
+		t.Fatalf("127.0.0.2:%d: %v", port, err)
+	}
+	return first, second, port
+}
+
 func TestDiscoveryThroughTheResolverFindsTheStatefulSetsPods(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Discovery dials every pod on the peer's own port: one port, two loopback addresses
-	// (Linux routes all of 127.0.0.0/8 to lo).
-	first := listen(t, 1)[0]
-	port0 := first.Addr().(*net.TCPAddr).Port
-	second, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", itoa(port0)))
-	if err != nil {
-		t.Fatalf("127.0.0.2:%d: %v", port0, err)
-	}
+	first, second, port0 := twoPods(t)
 	lns := []net.Listener{first, second}
 	addrs := map[string]string{"exp-0.svc": "127.0.0.1", "exp-1.svc": "127.0.0.2"}
 	resolve := func(h string) []string {
@@ -223,12 +229,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 func TestAPeerThatStartsBeforeItsNeighbourFindsItWithinSeconds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first := listen(t, 1)[0]
-	port0 := first.Addr().(*net.TCPAddr).Port
-	second, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", itoa(port0)))
-	if err != nil {
-		t.Fatalf("127.0.0.2:%d: %v", port0, err)
-	}
+	first, second, port0 := twoPods(t)
 	var mu sync.Mutex
 	addrs := map[string]string{"exp-0.svc": "127.0.0.1"} // exp-1 is not in DNS yet
 	resolve := func(h string) []string {
