@@ -349,11 +349,11 @@ def execute(record: Record, todo: list[Run], lab: Lab) -> None:
             lab.say(f"{run.name}: deleting what the cut-off attempt left")
             lab.delete(run.name)
         if dataset.exists():
-            from nuclab.report.data import verify_files
+            from nuclab.rerun import load_manifest
 
             try:  # an export that finished just before the campaign was cut off
-                verify_files(dataset, json.loads((dataset / "manifest.json").read_text()), [])
-            except (OSError, ValueError, NuclabError):
+                load_manifest(dataset)
+            except NuclabError:
                 raise ValidationError(
                     str(dataset),
                     "not a whole dataset",

@@ -192,3 +192,15 @@ def test_the_shipped_example_plans_two_bandwidths_twice_on_the_reference_spec() 
     assert {k: c.runs[0].fields[k] for k in ("cpu", "ram", "uplink_bw")} == {
         "cpu": 0.05, "ram": 16, "uplink_bw": 16,
     }  # fmt: skip
+
+
+def test_a_half_written_dataset_of_a_cut_off_run_is_not_taken_for_done(tmp_path: Path) -> None:
+    c = small(tmp_path)
+    record = campaign.Record.open(c)
+    record.mark(c.runs[0], campaign.RUNNING)
+    (c.output / "bw-1").mkdir()  # no manifest: not an export's folder
+    lab = Lab()
+    with pytest.raises(ValidationError) as caught:
+        campaign.execute(record, [c.runs[0]], lab.ops())
+    assert caught.value.field == str(c.output / "bw-1") and lab.calls == []
+    assert record.status(c.runs[0]) == campaign.RUNNING
