@@ -339,6 +339,29 @@ def check_name(name: object, field: str = "name") -> str:
     return name
 
 
+# A network matrix entry (`matrix:`), in the spec's units: the link from peers in zone `from` to
+# peers in zone `to`. `symmetric` (the default) sets the way back too. The node agent
+# (nuclab.netagent) applies the directed entries; the chart carries the entries as written.
+MATRIX_KEYS = ("from", "to", "delay", "jitter", "loss", "rate", "symmetric")
+MATRIX_DEFAULTS: dict[str, Any] = {
+    "delay": 0, "jitter": 0, "loss": 0, "rate": None, "symmetric": True,
+}  # fmt: skip
+
+
+def directed_matrix(matrix: list[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The links of checked matrix entries, one per (from zone, to zone): a symmetric entry
+    gives both ways; an entry written for the way back replaces the mirrored one."""
+    links: dict[tuple[str, str], dict[str, Any]] = {}
+    mirrored: dict[tuple[str, str], dict[str, Any]] = {}
+    for raw in matrix:
+        entry = {**MATRIX_DEFAULTS, **raw}
+        link = {key: entry[key] for key in ("delay", "jitter", "loss", "rate")}
+        links[(entry["from"], entry["to"])] = link
+        if entry["symmetric"] and entry["from"] != entry["to"]:
+            mirrored[(entry["to"], entry["from"])] = link
+    return {**mirrored, **links}
+
+
 def effective_connect_to(connect_to: int, peers: int) -> int:
     """How many peers a peer really connects to: a connect-to beyond the others means all."""
     return max(0, min(connect_to, peers - 1))
