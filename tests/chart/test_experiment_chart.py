@@ -62,6 +62,13 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def configmap(objects: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    """The experiment's ConfigMap ``<release>-<suffix>`` (params, network)."""
+    found = [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, f"{len(found)} ConfigMaps named *{suffix}"
+    return found[0]
+
+
 def peer(objects: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(objects, "StatefulSet")["spec"]["template"]["spec"]
     return next(c for c in pod["containers"] if c["name"] == "peer")
@@ -129,7 +136,7 @@ def test_reference_experiment_objects(render: Render) -> None:
     assert variables["NUCLAB_PEERS"] == {
         "configMapKeyRef": {"name": "nuclab-exp-purple-params", "key": "peers"}
     }
-    assert one(objects, "ConfigMap")["data"]["peers"] == "5"
+    assert configmap(objects, "-params")["data"]["peers"] == "5"
 
     service = one(objects, "Service")
     assert service["metadata"]["name"] == "nuclab-exp-purple-headless"
@@ -170,7 +177,7 @@ def test_scaling_changes_only_the_replicas_and_the_peer_count(render: Render) ->
     assert (
         one(five, "StatefulSet")["spec"]["template"] == one(ten, "StatefulSet")["spec"]["template"]
     )
-    assert one(ten, "ConfigMap")["data"]["peers"] == "10"
+    assert configmap(ten, "-params")["data"]["peers"] == "10"
 
 
 def test_large_numbers_render_as_integers_not_floats(render: Render) -> None:

@@ -1,0 +1,285 @@
+"""The node agent's loop: the experiments' peers on this node, shaped as their experiment says.
+
+Every ``interval`` seconds it lists the lab's nodes (their zones), the experiments' peer pods and
+their network ConfigMaps (``<release>-network``, labelled ``nuclab.io/network``, written by the
+experiment chart), plans each local peer's egress (``plan.plan``), reads back what the peer's
+``eth0`` carries (``tc`` run in the peer's network namespace, found through the pod's cgroup in
+``/proc``), applies the plan where the two differ, and publishes what it read back: the pod
+annotation ``nuclab.io/network-applied`` and the metrics ``nuclab_netagent_*``. A new spec, a
+scale or a deleted pod is one more round: no peer restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from nuclab.netagent import plan as planning
+
+log = logging.getLogger("nuclab.netagent")
+
+EXPERIMENT_LABEL = "nuclab.io/experiment"
+PEER_SELECTOR = f"{EXPERIMENT_LABEL},app.kubernetes.io/component=peer"
+NETWORK_SELECTOR = f"{EXPERIMENT_LABEL},nuclab.io/network"
+NETWORK_KEY = "network.json"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+ANNOTATION = "nuclab.io/network-applied"
+
+_LABELS = ("namespace", "pod", "experiment", "to")
+RATE = Gauge(
+    "nuclab_netagent_link_rate_bits",
+    "Rate applied to a peer's link (bit/s; absent = no limit)",
+    _LABELS,
+)
+DELAY = Gauge("nuclab_netagent_link_delay_seconds", "Delay applied to a peer's link", _LABELS)
+JITTER = Gauge("nuclab_netagent_link_jitter_seconds", "Jitter applied to a peer's link", _LABELS)
+LOSS = Gauge("nuclab_netagent_link_loss_ratio", "Loss applied to a peer's link (0-1)", _LABELS)
+IN_SYNC = Gauge(
+    "nuclab_netagent_in_sync", "1 when a peer carries what its experiment asks",
+    ("namespace", "pod", "experiment"),
+)  # fmt: skip
+APPLIES = Counter("nuclab_netagent_applies_total", "Plans applied to a peer's device")
+ERRORS = Counter("nuclab_netagent_errors_total", "Plans tc refused, or peers not found")
+
+
+@dataclass
+class Settings:
+    node: str
+    interface: str = "eth0"
+    interval: float = 2.0
+    proc: Path = Path("/proc")
+    tc: str = "tc"
+    nsenter: str = "nsenter"
+
+
+@dataclass
+class State:
+    pids: dict[str, int] = field(default_factory=dict)  # pod UID -> a process in the pod
+    published: dict[tuple[str, str], str] = field(default_factory=dict)
+    series: set[tuple[str, ...]] = field(default_factory=set)
+
+
+class AgentError(Exception):
+    pass
+
+
+def pod_pid(proc: Path, uid: str, cached: int | None = None) -> int:
+    """A process of the pod ``uid``, found by its cgroup (cgroupfs ``pod<uid>`` or systemd's
+    ``pod<uid with _>``); kept while it lives."""
+    needles = (f"pod{uid}", f"pod{uid.replace('-', '_')}")
+
+    def member(pid: str) -> bool:
+        try:
+            text = (proc / pid / "cgroup").read_text()
+        except OSError:
+            return False
+        return any(n in text for n in needles)
+
+    if cached is not None and member(str(cached)):
+        return cached
+    for entry in sorted(proc.iterdir(), key=lambda p: p.name):
+        if entry.name.isdigit() and member(entry.name):
+            return int(entry.name)
+    raise AgentError(f"no process of pod {uid} in {proc}")
+
+
+def _tc(settings: Settings, pid: int, args: list[str], stdin: str | None = None) -> str:
+    argv = [settings.nsenter, f"--target={pid}", "--net", settings.tc, *args]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AgentError(" ".join(proc.stderr.split()) or f"tc {' '.join(args)}: {proc.returncode}")
+    return proc.stdout
+
+
+def read_device(settings: Settings, pid: int) -> dict[str, Any]:
+    dev = ["dev", settings.interface]
+    return planning.read_back(
+        _tc(settings, pid, ["-j", "qdisc", "show", *dev]),
+        _tc(settings, pid, ["qdisc", "show", *dev]),
+        _tc(settings, pid, ["class", "show", *dev]),
+        _tc(settings, pid, ["-j", "filter", "show", *dev]),
+    )
+
+
+def apply(settings: Settings, pid: int, p: planning.Plan, back: Mapping[str, Any]) -> None:
+    """Replace the device's root with ``p`` (or remove the agent's root for an empty plan); a
+    plan tc refuses is removed again, so that no peer is left half shaped."""
+    if back.get("root") is not None and back["root"] != "htb (not the agent's)":
+        _tc(settings, pid, ["qdisc", "del", "dev", settings.interface, "root"])
+    if p.empty:
+        return
+    try:
+        _tc(settings, pid, ["-batch", "-"], planning.batch(p, settings.interface))
+    except AgentError:
+        with contextlib.suppress(AgentError):
+            _tc(settings, pid, ["qdisc", "del", "dev", settings.interface, "root"])
+        raise
+
+
+def network_of(configmap: Any) -> dict[str, Any]:
+    """The network settings a chart wrote, with every number finite and not negative (tenants
+    write their ConfigMaps: nothing else reaches tc)."""
+    raw = json.loads((configmap.data or {}).get(NETWORK_KEY) or "{}")
+    numbers = ("latency", "jitter", "loss")
+    entries = raw.get("matrix") or []
+    if not isinstance(entries, list):
+        raise AgentError("matrix: not a list")
+    checked: dict[str, Any] = {key: _number(key, raw.get(key)) for key in numbers}
+    checked["matrix"] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise AgentError(f"matrix[{index}]: not a mapping")
+        row: dict[str, Any] = {
+            key: _number(f"matrix[{index}].{key}", entry.get(key))
+            for key in ("delay", "jitter", "loss")
+        }
+        rate = entry.get("rate")
+        row["rate"] = (
+            None if rate is None else _number(f"matrix[{index}].rate", rate, positive=True)
+        )
+        row["from"], row["to"] = str(entry.get("from")), str(entry.get("to"))
+        row["symmetric"] = entry.get("symmetric", True) is True
+        checked["matrix"].append(row)
+    return checked
+
+
+def _number(name: str, value: object, positive: bool = False) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AgentError(f"{name}: {value!r} is not a number")
+    if not math.isfinite(value) or value < 0 or (positive and value <= 0):
+        raise AgentError(f"{name}: {value!r} is out of range")
+    return float(value)
+
+
+def _published(p: planning.Plan, back: Mapping[str, Any], error: str | None, sync: bool) -> str:
+    return json.dumps(
+        {"links": planning.annotation(p, back), "in_sync": sync, "error": error},
+        sort_keys=True,
+    )
+
+
+def round_once(settings: Settings, core: Any, state: State) -> int:
+    """One pass over this node's peers; the number of peers that carry what they should."""
+    nodes = core.list_node().items
+    zones = {n.metadata.name: (n.metadata.labels or {}).get(ZONE_LABEL, "") for n in nodes}
+    pods = core.list_pod_for_all_namespaces(label_selector=PEER_SELECTOR).items
+    maps = core.list_config_map_for_all_namespaces(label_selector=NETWORK_SELECTOR).items
+    world = World(
+        zones=zones,
+        networks={(m.metadata.namespace, m.metadata.labels[EXPERIMENT_LABEL]): m for m in maps},
+    )
+    for pod in pods:
+        key = (pod.metadata.namespace, pod.metadata.labels[EXPERIMENT_LABEL])
+        zone = zones.get(pod.spec.node_name or "", "")
+        world.peers.setdefault(key, []).append((pod.status.pod_ip or "", zone))
+    in_sync = 0
+    for pod in pods:
+        if pod.spec.node_name != settings.node or pod.spec.host_network:
+            continue
+        if pod.status.phase != "Running" or not pod.status.pod_ip:
+            continue
+        in_sync += shape(settings, core, state, world, pod)
+    _forget(state, world.seen)
+    return in_sync
+
+
+@dataclass
+class World:
+    """What one round knows of the lab: nodes' zones, experiments' settings and peers."""
+
+    zones: dict[str, str]
+    networks: dict[tuple[str, str], Any]
+    peers: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    seen: set[tuple[str, ...]] = field(default_factory=set)  # the series this round sets
+
+
+def shape(settings: Settings, core: Any, state: State, world: World, pod: Any) -> bool:
+    """Bring one local peer to its plan, and publish what it carries; True when in sync."""
+    seen = world.seen
+    namespace, name = pod.metadata.namespace, pod.metadata.name
+    experiment = pod.metadata.labels[EXPERIMENT_LABEL]
+    error, back = None, {"root": None, "classes": {}, "filters": {}}
+    p = planning.Plan(default=planning.Link())
+    try:
+        configmap = world.networks.get((namespace, experiment))
+        network = network_of(configmap) if configmap is not None else {}
+        peers = world.peers[(namespace, experiment)]
+        p = planning.plan(world.zones.get(settings.node, ""), network, peers, pod.status.pod_ip)
+        pid = pod_pid(settings.proc, pod.metadata.uid, state.pids.get(pod.metadata.uid))
+        state.pids[pod.metadata.uid] = pid
+        back = read_device(settings, pid)
+        if back != planning.expected(p):
+            log.info("%s/%s: applying %s", namespace, name, planning.expected(p))
+            APPLIES.inc()
+            try:
+                apply(settings, pid, p, back)
+            finally:
+                back = read_device(settings, pid)
+    except (AgentError, ValueError) as exc:
+        error = str(exc)
+        ERRORS.inc()
+        log.warning("%s/%s: %s", namespace, name, error)
+    sync = error is None and back == planning.expected(p)
+    IN_SYNC.labels(namespace, name, experiment).set(1 if sync else 0)
+    seen.add(("sync", namespace, name, experiment))
+    for row in planning.annotation(p, back):
+        labels = (namespace, name, experiment, row["to"])
+        if row["rate_mbit"] is not None:
+            RATE.labels(*labels).set(row["rate_mbit"] * 1e6)
+            seen.add(("rate", *labels))
+        DELAY.labels(*labels).set(row["delay_ms"] / 1000)
+        JITTER.labels(*labels).set(row["jitter_ms"] / 1000)
+        LOSS.labels(*labels).set(row["loss_percent"] / 100)
+        seen.add(("link", *labels))
+    text = _published(p, back, error, sync)
+    current = (pod.metadata.annotations or {}).get(ANNOTATION)
+    if current != text and state.published.get((namespace, name)) != text:
+        patch = {"metadata": {"annotations": {ANNOTATION: text}}}
+        core.patch_namespaced_pod(name, namespace, patch)
+        state.published[(namespace, name)] = text
+    return sync
+
+
+def _forget(state: State, seen: set[tuple[str, ...]]) -> None:
+    """Drop the series of peers (and links) that are gone."""
+    for key in state.series - seen:
+        kind, *labels = key
+        gauges: Iterable[Gauge] = {
+            "sync": (IN_SYNC,),
+            "rate": (RATE,),
+            "link": (DELAY, JITTER, LOSS),
+        }[kind]
+        for gauge in gauges:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+    state.series = seen
+
+
+def run(settings: Settings, core: Any) -> int:
+    state = State()
+    log.info("node agent on %s, every %gs", settings.node, settings.interval)
+    while True:
+        started = time.monotonic()
+        try:
+            round_once(settings, core, state)
+        except Exception as exc:
+            ERRORS.inc()
+            log.warning("round failed: %s", exc)
+        time.sleep(max(0.0, settings.interval - (time.monotonic() - started)))
+
+
+def node_name() -> str:
+    return os.environ.get("NODE_NAME", "")
