@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -466,9 +466,7 @@ def _matrix(value: object) -> list[dict[str, Any]]:
     return result
 
 
-def unknown_zones(
-    matrix: list[Mapping[str, Any]], lab_zones: set[str] | frozenset[str]
-) -> list[str]:
+def unknown_zones(matrix: list[Mapping[str, Any]], lab_zones: Iterable[str]) -> list[str]:
     """The zones a checked matrix names (``from`` or ``to``) that no node of the lab carries,
     sorted: a link to such a zone would shape nothing."""
     named = {str(entry[key]) for entry in matrix for key in ("from", "to")}

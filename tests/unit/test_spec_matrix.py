@@ -203,3 +203,4 @@ def test_unknown_zones_are_the_ones_no_node_carries() -> None:
     assert spec.unknown_zones(checked, {"zone-a"}) == ["zone-b", "zone-c"]
     assert spec.unknown_zones(checked, frozenset()) == ["zone-a", "zone-b", "zone-c"]
     assert spec.unknown_zones([], {"zone-a"}) == []
+    assert spec.unknown_zones(checked, ["zone-a", "zone-b"]) == ["zone-c"]  # any collection
