@@ -54,20 +54,54 @@ def _json_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+def number_rule(number: spec.Number) -> dict[str, Any]:
+    """The JSON schema of a number: its type, range and step."""
+    kind = "integer" if number.integer else "number"
+    rule: dict[str, Any] = {"type": [kind, "null"] if number.optional else kind}
+    # The chart renders a paused experiment too: the lowest value of any state.
+    low = 0 if number.pause else number.minimum
+    rule["exclusiveMinimum" if number.exclusive_minimum else "minimum"] = _json_number(low)
+    rule["maximum"] = _json_number(number.maximum)
+    if not number.integer:
+        rule["multipleOf"] = _json_number(number.step)
+    return rule
+
+
+def matrix_entry_rule() -> dict[str, Any]:
+    """The JSON schema of one checked ``network.matrix`` entry: every key of
+    ``spec.MATRIX_KEYS``, no other. The rules across keys (jitter needs a delay, an entry sets
+    something, one entry per directed link) are the spec's alone."""
+    # LABEL_VALUE_RE allows the empty value a node label may have; a zone here has a name.
+    zone = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 63,
+        "pattern": "^" + spec.LABEL_VALUE_RE.pattern[2:-3] + "$",
+    }
+    properties: dict[str, Any] = {
+        "from": {**zone, "description": "zone of the sending peers"},
+        "to": {**zone, "description": "zone of the receiving peers"},
+    }
+    for key, number in spec.MATRIX_NUMBERS.items():
+        words = f"{key} in {number.unit}" + ("; null = unlimited" if number.optional else "")
+        properties[key] = {**number_rule(number), "description": words}
+    properties["symmetric"] = {"type": "boolean", "description": "the way back too"}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(spec.MATRIX_KEYS),
+        "properties": properties,
+    }
+
+
 def schema_rule(row: spec.Field) -> dict[str, Any] | None:
     """The JSON schema of a field's chart value, or None where the schema is hand-written
     (strings, lists and mappings with their patterns, the image, the loadgen block)."""
     rule: dict[str, Any]
     if row.number is not None:
-        number = row.number
-        kind = "integer" if number.integer else "number"
-        rule = {"type": [kind, "null"] if number.optional else kind}
-        # The chart renders a paused experiment too: the lowest value of any state.
-        low = 0 if number.pause else number.minimum
-        rule["exclusiveMinimum" if number.exclusive_minimum else "minimum"] = _json_number(low)
-        rule["maximum"] = _json_number(number.maximum)
-        if not number.integer:
-            rule["multipleOf"] = _json_number(number.step)
+        rule = number_rule(row.number)
+    elif row.kind == "matrix":
+        rule = {"type": "array", "items": matrix_entry_rule()}
     elif row.kind == "name":
         # Empty is allowed: the chart then takes the name from the release.
         rule = {

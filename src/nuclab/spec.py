@@ -12,7 +12,7 @@ and help; the checks, the chart values both ways, the CLI's flags and the genera
 
 Units are the ones users think in: CPU in cores, memory in MiB, bandwidth in Mbit/s, message
 size in bytes, message interval ("rate", as the reference lab called it) in milliseconds,
-latency and jitter in ms, loss in percent.
+latency and jitter in ms, loss in percent; the network matrix (``matrix``) in the same units.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -122,10 +122,12 @@ def _fmt(value: float) -> str:
 
 # What a field holds, which says how it is checked, converted for the chart and set on the CLI:
 # number (see Number), name, choice (one of choices), strings (a list), mapping, bool, string,
-# image (split into image.repository and image.tag in the chart) and loadgen (LOADGEN_TABLE).
+# image (split into image.repository and image.tag in the chart), loadgen (LOADGEN_TABLE) and
+# matrix (a list of zone-to-zone links, MATRIX_KEYS).
 Kind = Literal[
-    "number", "name", "choice", "strings", "mapping", "bool", "string", "image", "loadgen"
-]
+    "number", "name", "choice", "strings", "mapping", "bool", "string", "image", "loadgen",
+    "matrix",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,11 @@ FIELD_TABLE: tuple[Field, ...] = (
     Field("loadgen", "loadgen", "loadgen", {}, "a load generator Job on a client node",
           "see [Kafka and load generation]"
           "(kafka-and-load.md#in-an-experiment-the-loadgen-block)"),
+    Field("matrix", "matrix", "network.matrix", [],
+          "zone-to-zone links (delay, jitter, loss, rate), applied by the node agent",
+          "entries `{from: ZONE, to: ZONE, delay, jitter, loss, rate, symmetric}` in ms, ms, "
+          "percent, Mbit/s; one entry per directed link; see [the network matrix]"
+          "(#the-network-matrix-matrix)", "--matrix"),
 )  # fmt: skip
 NUMBERS: dict[str, Number] = {row.name: row.number for row in FIELD_TABLE if row.number}
 FIELDS: tuple[str, ...] = tuple(row.name for row in FIELD_TABLE)
@@ -313,6 +320,7 @@ class ExperimentSpec:
     args: list[str] = field(default_factory=list)
     probe: bool = False
     loadgen: dict[str, Any] = field(default_factory=lambda: dict(LOADGEN_DEFAULTS))
+    matrix: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fullname(self) -> str:
@@ -341,7 +349,8 @@ def check_name(name: object, field: str = "name") -> str:
 
 # A network matrix entry (`matrix:`), in the spec's units: the link from peers in zone `from` to
 # peers in zone `to`. `symmetric` (the default) sets the way back too. The node agent
-# (nuclab.netagent) applies the directed entries; the chart carries the entries as written.
+# (nuclab.netagent) applies the directed entries; the chart carries the checked entries (every
+# key present, `parse`).
 MATRIX_KEYS = ("from", "to", "delay", "jitter", "loss", "rate", "symmetric")
 MATRIX_DEFAULTS: dict[str, Any] = {
     "delay": 0, "jitter": 0, "loss": 0, "rate": None, "symmetric": True,
@@ -360,6 +369,108 @@ def directed_matrix(matrix: list[Mapping[str, Any]]) -> dict[tuple[str, str], di
         if entry["symmetric"] and entry["from"] != entry["to"]:
             mirrored[(entry["to"], entry["from"])] = link
     return {**mirrored, **links}
+
+
+# The checks of an entry's numbers (the spec's units). Below 0.1 Mbit/s an HTB class cannot send
+# even one full-size packet (1500 B) in about 100 ms: shaping turns into stalls.
+MATRIX_NUMBERS: dict[str, Number] = {
+    "delay": Number("delay", "ms", 0, 60_000, integer=False, step=0.001),
+    "jitter": Number("jitter", "ms", 0, 60_000, integer=False, step=0.001),
+    "loss": Number("loss", "percent", 0, 100, integer=False, step=0.001),
+    "rate": Number("rate", "Mbit/s", 0.1, 100_000, integer=False, step=0.001, optional=True),
+}
+MATRIX_RATE_WHY = "below 0.1 Mbit/s HTB cannot send a full-size (1500 B) packet per about 100 ms"
+MATRIX_ZONE_ALLOWED = (
+    "a zone name (topology.kubernetes.io/zone): 1 to 63 of A-Z, a-z, 0-9, '-', '_', '.', "
+    "starting and ending with a letter or digit"
+)
+
+
+def _matrix_zone(where: str, value: object) -> str:
+    """A zone name as the field ``zones`` takes one; required (no empty name)."""
+    if value is None:
+        raise ValidationError(where, value, f"{MATRIX_ZONE_ALLOWED} (required)")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValidationError(where, value, MATRIX_ZONE_ALLOWED)
+    text = str(value)
+    if not text or len(text) > 63 or not LABEL_VALUE_RE.match(text):
+        raise ValidationError(where, value, MATRIX_ZONE_ALLOWED)
+    return text
+
+
+def _matrix_entry(where: str, raw: object) -> dict[str, Any]:
+    """One entry, checked, with every key of MATRIX_KEYS (in that order)."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError(where, raw, f"a mapping with the keys {', '.join(MATRIX_KEYS)}")
+    for key in raw:
+        if key not in MATRIX_KEYS:
+            raise ValidationError(
+                f"{where}.{key}", raw[key], f"unknown key; the keys are {', '.join(MATRIX_KEYS)}"
+            )
+    merged = {**MATRIX_DEFAULTS, **raw}
+    entry: dict[str, Any] = {
+        "from": _matrix_zone(f"{where}.from", merged.get("from")),
+        "to": _matrix_zone(f"{where}.to", merged.get("to")),
+    }
+    for key, number in MATRIX_NUMBERS.items():
+        try:
+            entry[key] = _number(number, merged[key], create=True)
+        except ValidationError as exc:
+            allowed = exc.allowed
+            if key == "rate":
+                allowed = allowed.replace("null for none", "null for unlimited")
+                allowed += f"; {MATRIX_RATE_WHY}"
+            raise ValidationError(f"{where}.{key}", exc.value, allowed) from None
+    if entry["jitter"] and not entry["delay"]:
+        raise ValidationError(f"{where}.jitter", merged["jitter"], "0 unless delay is > 0")
+    entry["symmetric"] = _bool(f"{where}.symmetric", merged["symmetric"])
+    if not entry["delay"] and not entry["loss"] and entry["rate"] is None:
+        raise ValidationError(
+            where, dict(raw), "an entry that sets delay, loss or rate (this one changes nothing)"
+        )
+    return {key: entry[key] for key in MATRIX_KEYS}
+
+
+def _matrix(value: object) -> list[dict[str, Any]]:
+    """The checked ``matrix``: every entry with all of MATRIX_KEYS, numbers as int or float.
+
+    Each directed link (from zone, to zone) is set by one entry only: a second entry for a link
+    an earlier one sets (itself, or mirrored by a symmetric entry) is refused, although
+    ``directed_matrix`` would let an explicit entry win over a mirrored one, so that a matrix
+    has one meaning whichever order it is read in. Errors name ``matrix[<index>].<key>``.
+    """
+    if not isinstance(value, list | tuple):
+        raise ValidationError(
+            "matrix", value,
+            "a list of entries {from, to, delay, jitter, loss, rate, symmetric} "
+            "(as an extra var: -e '{\"matrix\": [...]}')",
+        )  # fmt: skip
+    result: list[dict[str, Any]] = []
+    owner: dict[tuple[str, str], int] = {}
+    for index, raw in enumerate(value):
+        where = f"matrix[{index}]"
+        entry = _matrix_entry(where, raw)
+        links = [(entry["from"], entry["to"])]
+        if entry["symmetric"] and entry["from"] != entry["to"]:
+            links.append((entry["to"], entry["from"]))
+        for link in links:
+            if link in owner:
+                first = f"matrix[{owner[link]}]"
+                raise ValidationError(
+                    where, f"{link[0]} -> {link[1]}",
+                    f"one entry per directed link: {first} sets {link[0]} -> {link[1]} "
+                    "already (a symmetric entry sets both ways)",
+                )  # fmt: skip
+        owner.update(dict.fromkeys(links, index))
+        result.append(entry)
+    return result
+
+
+def unknown_zones(matrix: list[Mapping[str, Any]], lab_zones: Iterable[str]) -> list[str]:
+    """The zones a checked matrix names (``from`` or ``to``) that no node of the lab carries,
+    sorted: a link to such a zone would shape nothing."""
+    named = {str(entry[key]) for entry in matrix for key in ("from", "to")}
+    return sorted(named - set(lab_zones))
 
 
 def effective_connect_to(connect_to: int, peers: int) -> int:
@@ -645,6 +756,7 @@ def parse(
     values["loadgen"] = _loadgen(
         [(defaults or {}).get("loadgen"), (base or {}).get("loadgen"), raw.get("loadgen")]
     )
+    values["matrix"] = _matrix(merged["matrix"])
     if values["jitter"] and not values["latency"]:
         raise ValidationError("jitter", merged["jitter"], "0 unless latency is > 0")
     return ExperimentSpec(**values)

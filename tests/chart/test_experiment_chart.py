@@ -29,6 +29,12 @@ MATRIX = {
     "netem": values_for(latency=20, jitter=2.5, loss=0.5, uplink_bw=0.5, downlink_bw=100),
     "unlimited": values_for(uplink_bw=None, downlink_bw=None),
     "placement": values_for(role="client", zones=["zone-a", "zone-b"], node_labels={"gpu": "x"}),
+    "network-matrix": values_for(
+        matrix=[
+            {"from": "zone-a", "to": "zone-b", "delay": 20, "jitter": 2.5, "rate": 100},
+            {"from": "zone-b", "to": "zone-c", "loss": 0.5, "rate": None, "symmetric": False},
+        ]
+    ),
     "params": values_for(params={"topic": "t", "fanout": 3}, command=[], args=["--x"]),
     "longest-name": {**values_for(), "experiment": {"name": "a" * spec.NAME_MAX}},
     "probe-and-extras": {
@@ -297,6 +303,12 @@ def test_a_release_name_that_is_no_experiment_name_fails(tmp_path: Path) -> None
     assert "experiment.name" in proc.stderr
 
 
+# A network.matrix entry as nuclab writes it (every key), for the schema's refusals below.
+LINK = spec.parse(
+    {"name": "purple", "matrix": [{"from": "zone-a", "to": "zone-b", "delay": 20}]}
+).matrix[0]
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -316,6 +328,15 @@ def test_a_release_name_that_is_no_experiment_name_fails(tmp_path: Path) -> None
         ({"experiment": {"params": {"blob": "v" * (spec.PARAM_VALUE_MAX + 1)}}}, "blob"),
         ({"experiment": {"params": {f"p{i}": i for i in range(spec.PARAMS_MAX + 1)}}}, "params"),
         ({"placement": {"nodeLabels": {"role": "server"}}}, "propertyName 'role'"),
+        ({"network": {"matrix": {"from": "zone-a"}}}, "matrix"),
+        ({"network": {"matrix": [{**LINK, "loss": 150}]}}, "loss"),
+        ({"network": {"matrix": [{**LINK, "rate": 0.05}]}}, "rate"),
+        ({"network": {"matrix": [{**LINK, "delay": -1}]}}, "delay"),
+        ({"network": {"matrix": [{**LINK, "to": "zone b"}]}}, "to"),
+        ({"network": {"matrix": [{**LINK, "to": ""}]}}, "to"),
+        ({"network": {"matrix": [{**LINK, "symmetric": "yes"}]}}, "symmetric"),
+        ({"network": {"matrix": [{**LINK, "lat": 5}]}}, "lat"),
+        ({"network": {"matrix": [{k: v for k, v in LINK.items() if k != "from"}]}}, "from"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(

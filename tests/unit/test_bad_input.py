@@ -252,6 +252,33 @@ def test_create_refuses_a_megabyte_param_in_a_spec_file(lab: Path, tmp_path: Pat
     assert len(line) < 400  # the value is shown by its start and length, not in full
 
 
+@pytest.mark.parametrize(
+    ("text", "field", "shown"),
+    [
+        (None, "--matrix", "a readable matrix file (No such file or directory)"),
+        ("matrix: [\n", "--matrix", "valid YAML (while parsing"),
+        ("zones: [zone-a]\n", "--matrix", "a YAML list of matrix entries, or a mapping"),
+        ("- {from: zone-a, to: zone-b, delay: 20}\n- {from: zone-a, to: zone-c, loss: 150}\n",
+         "matrix[1].loss", "150 is not allowed; a number >= 0 and <= 100"),
+        ("matrix:\n  - {from: zone-a, to: zone-b, delay: 20}\n"
+         "  - {from: zone-b, to: zone-a, delay: 5}\n",
+         "matrix[1]", "one entry per directed link: matrix[0] sets zone-b -> zone-a"),
+    ],
+    ids=["missing", "bad-yaml", "no-matrix-key", "loss-150", "both-ways-twice"],
+)  # fmt: skip
+def test_create_refuses_a_bad_matrix_file_naming_the_flag_or_the_entry(
+    lab: Path, tmp_path: Path, text: str | None, field: str, shown: str
+) -> None:
+    matrix_file = tmp_path / "matrix.yml"
+    if text is not None:
+        matrix_file.write_text(text)
+    proc = nuclab("create", "--name", "purple", "--matrix", str(matrix_file), "-q", "-i",
+                  str(lab), cwd=lab)  # fmt: skip
+    line = assert_refused(proc, field, shown)
+    if field == "--matrix":
+        assert repr(str(matrix_file)) in line
+
+
 @pytest.mark.parametrize("command", [["scale", "purple", "3"], ["delete", "purple"]])
 def test_scale_and_delete_refuse_a_negative_timeout_first(lab: Path, command: list[str]) -> None:
     proc = nuclab(*command, "--timeout", "-5", "-q", "-i", str(lab), cwd=lab)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nuclab import cli
 from nuclab.commands import experiment as cmd
@@ -83,6 +84,40 @@ def test_create_with_labels_zones_and_params(monkeypatch: pytest.MonkeyPatch) ->
         "params": {"topic": "t1"},
     }
     assert request.extravars["experiment_namespace"] == "lab2"
+
+
+MATRIX = [
+    {"from": "zone-a", "to": "zone-b", "delay": 20, "jitter": 2, "rate": 100},
+    {"from": "zone-a", "to": "zone-a", "loss": 0.5, "symmetric": False},
+]
+CHECKED = [
+    {"from": "zone-a", "to": "zone-b", "delay": 20, "jitter": 2, "loss": 0, "rate": 100,
+     "symmetric": True},
+    {"from": "zone-a", "to": "zone-a", "delay": 0, "jitter": 0, "loss": 0.5, "rate": None,
+     "symmetric": False},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", ["list", "mapping"])
+def test_create_reads_a_matrix_file_and_sends_the_checked_entries(
+    tmp_path: Path, shape: str
+) -> None:
+    matrix_file = tmp_path / "matrix.yml"
+    matrix_file.write_text(yaml.safe_dump(MATRIX if shape == "list" else {"matrix": MATRIX}))
+    args = parse("create", "--name", "purple", "--matrix", str(matrix_file))
+    given = cmd.create_request(args, repo=REPO).extravars["experiment_spec"]
+    assert given == {"name": "purple", "matrix": CHECKED}
+
+
+def test_the_matrix_flag_wins_over_a_spec_files_matrix(tmp_path: Path) -> None:
+    spec_file = tmp_path / "purple.yml"
+    spec_file.write_text(yaml.safe_dump({"experiment": {"name": "purple", "matrix": MATRIX}}))
+    from_file = cmd.create_request(parse("create", "-f", str(spec_file)), repo=REPO)
+    assert from_file.extravars["experiment_spec"]["matrix"] == CHECKED
+    empty = tmp_path / "none.yml"
+    empty.write_text("[]\n")
+    args = parse("create", "-f", str(spec_file), "--matrix", str(empty))
+    assert cmd.create_request(args, repo=REPO).extravars["experiment_spec"]["matrix"] == []
 
 
 def test_scale_and_delete_require_the_experiment_to_exist() -> None:
@@ -374,10 +409,12 @@ def test_create_has_a_flag_for_each_field_with_one_and_its_range_in_the_help() -
         "--name", "--peers", "--msg-size", "--msg-rate", "--connect-to", "--cpu", "--ram",
         "--downlink-bw", "--uplink-bw", "--latency", "--jitter", "--loss", "--probe-max-targets",
         "--role", "--zone", "--label", "--param", "--image", "--probe", "--no-probe", "-f",
+        "--matrix",
     } <= flags  # fmt: skip
     text = " ".join(create.format_help().split())
     assert "--cpu CPU CPU limit per peer in cores (0.05 = 5%): > 0 to 64 in steps of 0.001" in text
     assert f"--peers PEERS number of peers: 1 to {cmd.spec.PEERS_MAX}" in text
+    assert "--matrix FILE zone-to-zone links" in text
 
 
 def test_export_finds_the_lab_and_its_prometheus_where_the_export_role_does(

@@ -95,6 +95,33 @@ def test_bad_input_becomes_a_filter_error_chained_to_the_validation_error(
     assert info.value.__cause__.field == field
 
 
+def test_a_matrix_given_as_an_extra_var_reaches_the_chart_values_and_stays_on_update() -> None:
+    # -e '{"matrix": [...]}': the playbook hands the list to the spec filter as it came
+    matrix = [{"from": "zone-a", "to": "zone-b", "delay": "20", "rate": 100}]
+    checked = F["nuclab_experiment_spec"]({"name": "p", "matrix": matrix})
+    entry = {"from": "zone-a", "to": "zone-b", "delay": 20, "jitter": 0, "loss": 0,
+             "rate": 100, "symmetric": True}  # fmt: skip
+    assert checked["matrix"] == [entry]
+    running = F["nuclab_experiment_values"](checked)
+    assert running["network"]["matrix"] == [entry]
+    base = F["nuclab_experiment_from_values"](running)
+    scaled = F["nuclab_experiment_spec"]({"name": "p", "peers": 9}, base=base, create=False)
+    assert scaled["matrix"] == [entry]
+    cleared = F["nuclab_experiment_spec"]({"name": "p", "matrix": []}, base=base, create=False)
+    assert F["nuclab_experiment_values"](cleared, current=running)["network"]["matrix"] == []
+
+
+def test_a_bad_matrix_entry_is_named_in_the_filter_error() -> None:
+    matrix = [{"from": "zone-a", "to": "zone-b", "delay": 20}, {"from": "zone-a", "to": "zone-c",
+                                                                   "loss": 150}]  # fmt: skip
+    with pytest.raises(AnsibleFilterError) as info:
+        F["nuclab_experiment_spec"]({"name": "p", "matrix": matrix})
+    assert str(info.value) == (
+        "nuclab_experiment_spec: matrix[1].loss: 150 is not allowed; a number >= 0 and <= 100 "
+        "in steps of 0.001 (percent)"
+    )
+
+
 def test_spec_filter_rejects_a_non_mapping_first() -> None:
     with pytest.raises(AnsibleFilterError, match="expected an experiment spec"):
         F["nuclab_experiment_spec"]("name=purple")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -112,3 +114,26 @@ def test_the_charts_defaults_are_the_tables() -> None:
             assert {key: image[key] for key in ("repository", "tag")} == at(from_spec, row.chart)
         elif row.kind != "loadgen":  # test_loadgen_spec compares the loadgen block
             assert at(chart, row.chart) == at(from_spec, row.chart), row.name
+
+
+def test_schema_matrix_entries_are_the_specs_checked_entries() -> None:
+    """network.matrix: closed objects with every key the spec writes, its ranges and units."""
+    rule = _rule("network.matrix")
+    assert rule["type"] == "array"
+    item = rule["items"]
+    assert item["additionalProperties"] is False
+    assert item["required"] == list(spec.MATRIX_KEYS) == list(item["properties"])
+    for key, number in spec.MATRIX_NUMBERS.items():
+        assert item["properties"][key]["minimum"] == number.minimum, key
+        assert item["properties"][key]["maximum"] == number.maximum, key
+        assert item["properties"][key]["multipleOf"] == number.step, key
+    assert item["properties"]["rate"]["type"] == ["number", "null"]
+    assert item["properties"]["symmetric"]["type"] == "boolean"
+    zone = re.compile(item["properties"]["from"]["pattern"])
+    assert zone.match("zone-a") and not zone.match("") and not zone.match("-a")
+    checked = spec.parse(
+        {"name": "purple", "matrix": [{"from": "zone-a", "to": "zone-b", "rate": 0.1}]}
+    )
+    jsonschema.validate(spec.to_values(checked)["network"]["matrix"], rule)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{**checked.matrix[0], "loss": 150}], rule)

@@ -112,6 +112,8 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, row.name)
         if row.kind == "mapping":
             value = _key_values(row.name, value)
+        elif row.kind == "matrix" and value is not None:
+            value = load_matrix_file(row.flag, value)
         if value is not None:
             raw[row.name] = value
     return raw
@@ -130,6 +132,24 @@ def load_spec_file(path: str) -> dict[str, Any]:
     if not isinstance(data["experiment"], dict):
         raise ValidationError("experiment", data["experiment"], "a mapping of spec fields")
     return data["experiment"]
+
+
+def load_matrix_file(flag: str, path: str) -> Any:
+    """A network matrix file (``--matrix FILE``): YAML, a list of entries or a mapping with one
+    key, ``matrix``. The entries are checked with the rest of the spec (``spec.parse``)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError(flag, path, f"a readable matrix file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ValidationError(flag, path, f"valid YAML ({exc})") from exc
+    if isinstance(data, dict) and set(data) == {"matrix"}:
+        return data["matrix"]
+    if isinstance(data, list):
+        return data
+    raise ValidationError(
+        flag, path, "a YAML list of matrix entries, or a mapping with one key, 'matrix'"
+    )
 
 
 def _runner_request(
@@ -489,6 +509,9 @@ def add_spec_flags(
             parser.add_argument(
                 row.flag, dest=row.name, action=argparse.BooleanOptionalAction, help=text
             )
+        elif row.kind == "matrix":
+            text += ": a YAML file, a list of entries or {matrix: [...]} ([] = none)"
+            parser.add_argument(row.flag, dest=row.name, metavar="FILE", help=text)
         elif row.kind in ("strings", "mapping"):
             metavar = "KEY=VALUE" if row.kind == "mapping" else row.flag[2:].upper()
             parser.add_argument(
