@@ -106,18 +106,12 @@ def nuclab_experiment_table(rows: Any) -> list[str]:
 
 
 def nuclab_experiment_netem_refusal(checked: Any, nodes: Any) -> str:
-    """Why the experiment's network emulation cannot run on the nodes its peers may land on
-    ('' when it can, or when it asks for none)."""
+    """Why the experiment's network emulation cannot run on this lab (a matrix zone no node
+    carries, netem on nodes without it); '' when it can, or when it asks for none."""
     name = "nuclab_experiment_netem_refusal"
     full = _mapping(name, "a checked spec", checked)
-    refusal = experiments.netem_refusal(
-        {key: full.get(key) or 0 for key in ("latency", "jitter", "loss")},
-        str(full.get("role", "")),
-        list(full.get("zones") or []),
-        dict(full.get("node_labels") or {}),
-        _list(name, "Node objects", nodes),
-    )
-    return f"experiment '{full.get('name')}': {refusal}" if refusal else ""
+    refusal = experiments.network_refusal(full, _list(name, "Node objects", nodes))
+    return f"experiment '{full.get('name')}': {refusal[0]}: {refusal[1]}" if refusal else ""
 
 
 class FilterModule:

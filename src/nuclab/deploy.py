@@ -614,19 +614,16 @@ def pending(kube: Kube, namespace: str, name: str, peers: int, waited: float) ->
 
 
 def check_netem(kube: Kube, parsed: spec.ExperimentSpec) -> None:
-    """Refuse (exit 2, before anything changes) network emulation on the nodes the peers may
-    land on when their kernel has no netem; the role's present.yml checks the same."""
-    if not parsed.netem:
+    """Refuse (exit 2, before anything changes) network emulation this lab cannot give: a
+    matrix naming a zone no node carries, or netem on the nodes the peers may land on when
+    their kernel has none; the role's present.yml checks the same."""
+    if not parsed.netem and not parsed.matrix:
         return
-    refusal = experiments.netem_refusal(
-        {"latency": parsed.latency, "jitter": parsed.jitter, "loss": parsed.loss},
-        parsed.role,
-        parsed.zones,
-        parsed.node_labels,
-        kube.get("/api/v1/nodes").get("items") or [],
+    refusal = experiments.network_refusal(
+        parsed.as_dict(), kube.get("/api/v1/nodes").get("items") or []
     )
     if refusal:
-        raise ValidationError("latency/jitter/loss", parsed.name, refusal)
+        raise ValidationError(refusal[0], parsed.name, refusal[1])
 
 
 def apply(

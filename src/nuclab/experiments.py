@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from nuclab import spec
+
 EXPERIMENT_LABEL = "nuclab.io/experiment"
 COLUMNS = (
     "EXPERIMENT",
@@ -290,6 +292,37 @@ def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 NETEM_LABEL = "nuclab.io/netem"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def network_refusal(
+    full: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """Why a checked spec's network emulation cannot run on this lab, as (field, reason): a
+    matrix that names a zone no node carries, or netem (per-peer latency, jitter, loss, or a
+    matrix link's delay, jitter, loss) on nodes whose kernel has none. None when it can."""
+    nodes = list(nodes)
+    matrix = list(full.get("matrix") or [])
+    zones = {((n.get("metadata") or {}).get("labels") or {}).get(ZONE_LABEL) for n in nodes}
+    unknown = spec.unknown_zones(matrix, {z for z in zones if z})
+    if unknown:
+        have = ", ".join(sorted(z for z in zones if z)) or "none"
+        return "matrix", (
+            f"zone(s) {', '.join(unknown)} are on no node of this lab (its zones: {have}); "
+            "a matrix names zones the lab's nodes carry (topology.kubernetes.io/zone)"
+        )
+    asked = {key: full.get(key) or 0 for key in ("latency", "jitter", "loss")}
+    for index, entry in enumerate(matrix):
+        for key in ("delay", "jitter", "loss"):
+            asked[f"matrix[{index}].{key}"] = entry.get(key) or 0
+    refusal = netem_refusal(
+        asked,
+        str(full.get("role", "")),
+        list(full.get("zones") or []),
+        dict(full.get("node_labels") or {}),
+        nodes,
+    )
+    return ("latency/jitter/loss", refusal) if refusal else None
 
 
 def netem_refusal(
@@ -313,7 +346,7 @@ def netem_refusal(
         labels = meta.get("labels") or {}
         if any(labels.get(key) != value for key, value in want.items()):
             continue
-        if zones and labels.get("topology.kubernetes.io/zone") not in zones:
+        if zones and labels.get(ZONE_LABEL) not in zones:
             continue
         if labels.get(NETEM_LABEL) == "false":
             lacking.append(meta.get("name", "?"))

@@ -351,3 +351,35 @@ def test_schema_rejects_bad_values_naming_the_field(
     message = reject(values)
     assert "values don't meet the specifications of the schema" in message
     assert named in message
+
+
+def test_the_network_configmap_carries_what_the_node_agent_applies(render: Render) -> None:
+    """The agent (nuclab.netagent) reads <release>-network; its plan of this ConfigMap is the
+    spec's: per-peer latency, and the matrix's links both ways where symmetric."""
+    from nuclab.netagent import agent, plan
+
+    objects = render(MATRIX["netem"])
+    cm = configmap(objects, "-network")
+    assert cm["metadata"]["labels"]["nuclab.io/network"] == "true"
+    assert cm["metadata"]["labels"]["nuclab.io/experiment"] == "purple"
+    network = agent.network_of(type("CM", (), {"data": cm["data"]})())
+    assert (network["latency"], network["jitter"], network["loss"]) == (20, 2.5, 0.5)
+    network = agent.network_of(
+        type("CM", (), {"data": configmap(render(MATRIX["network-matrix"]), "-network")["data"]})()
+    )
+    peers = [("10.0.0.2", "zone-a"), ("10.0.0.3", "zone-b"), ("10.0.0.4", "zone-c")]
+    links = {
+        zone: [(c.zone, c.link) for c in plan.plan(zone, network, peers).classes]
+        for zone in ("zone-a", "zone-b", "zone-c")
+    }
+    assert links == {
+        "zone-a": [("zone-b", plan.Link(delay=20, jitter=2.5, rate=100))],
+        "zone-b": [
+            ("zone-a", plan.Link(delay=20, jitter=2.5, rate=100)),
+            ("zone-c", plan.Link(loss=0.5)),
+        ],
+        "zone-c": [],
+    }
+    # The peers do not mount it: a change reaches them through the agent, not a restart.
+    volumes = one(objects, "StatefulSet")["spec"]["template"]["spec"].get("volumes", [])
+    assert all(v.get("configMap", {}).get("name") != cm["metadata"]["name"] for v in volumes)

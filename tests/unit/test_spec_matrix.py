@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nuclab import spec
+from nuclab import experiments, spec
 from nuclab.errors import ValidationError
 
 A_B = {"from": "zone-a", "to": "zone-b", "delay": 20}
@@ -204,3 +204,41 @@ def test_unknown_zones_are_the_ones_no_node_carries() -> None:
     assert spec.unknown_zones(checked, frozenset()) == ["zone-a", "zone-b", "zone-c"]
     assert spec.unknown_zones([], {"zone-a"}) == []
     assert spec.unknown_zones(checked, ["zone-a", "zone-b"]) == ["zone-c"]  # any collection
+
+
+def _node(name: str, zone: str, netem: bool) -> dict:
+    labels = {"nuclab.io/role": "worker", "topology.kubernetes.io/zone": zone}
+    if not netem:
+        labels["nuclab.io/netem"] = "false"
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+LAB = [_node("nuc-2", "zone-a", False), _node("nuc-4", "zone-b", False), _node("nuc-5", "zone-b", True)]  # fmt: skip  # noqa: E501
+
+
+def _checked(matrix: list[dict]) -> dict:
+    return spec.parse({"name": "m", "matrix": matrix}).as_dict()
+
+
+def test_a_matrix_naming_a_zone_no_node_carries_is_refused_with_the_labs_zones() -> None:
+    refusal = experiments.network_refusal(
+        _checked([{"from": "zone-a", "to": "zone-c", "rate": 2}]), LAB
+    )
+    assert refusal == (
+        "matrix",
+        "zone(s) zone-c are on no node of this lab (its zones: zone-a, zone-b); a matrix names "
+        "zones the lab's nodes carry (topology.kubernetes.io/zone)",
+    )
+
+
+def test_a_matrix_delay_needs_netem_where_the_peers_may_run_and_a_rate_does_not() -> None:
+    field, reason = experiments.network_refusal(
+        _checked([{"from": "zone-a", "to": "zone-b", "rate": 2, "delay": 20}]), LAB
+    )
+    assert field == "latency/jitter/loss"
+    assert reason.startswith("matrix[0].delay 20 needs netem (sch_netem)")
+    assert "nuc-2, nuc-4" in reason
+    assert (
+        experiments.network_refusal(_checked([{"from": "zone-a", "to": "zone-b", "rate": 2}]), LAB)
+        is None
+    )

@@ -1,0 +1,218 @@
+"""The network emulation agent (roles/net_agent) on the simulated lab's real nodes.
+
+Two peers, one on nuc-2 (zone-a) and one on nuc-4 (zone-b), with a matrix that limits zone-a to
+zone-b. Ground truth is the bytes peer 1 gets through to peer 0, and the qdiscs the kernel shows
+in the peers' network namespaces (read by this test with tc, not by the agent); the agent's own
+annotation and metrics are checked against them. A new spec and a deleted pod reach the rules
+while the peers keep running. This kernel has no netem, so delay, jitter and loss are left to
+tests/integration/test_netagent_tc.py (which shows that such a link is refused whole here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nuclab.netagent import agent
+from nuclab.netagent import plan as planning
+from tests.integration.realnodes import (
+    NAMESPACE,
+    REAL,
+    create,
+    nuclab,
+    on_real_nodes,
+    running_pods,
+    wait_for,
+)
+from tests.integration.scrape import scrape
+
+NAME = "zones"
+
+# Peer 0 logs the rate of every 6 s stream peer 1 sends it (counted after its first second).
+STREAMS = r"""
+import os, socket, time
+me = int(os.environ["NUCLAB_POD_NAME"].rsplit("-", 1)[1])
+if me == 0:
+    server = socket.create_server(("", 5201))
+    while True:
+        conn, _ = server.accept()
+        start = time.monotonic(); counted = 0; first = None
+        while True:
+            data = conn.recv(1 << 16)
+            if not data:
+                break
+            if time.monotonic() - start >= 1:
+                first = first or time.monotonic()
+                counted += len(data)
+        if first and time.monotonic() - first > 2:
+            mbit = counted * 8 / (time.monotonic() - first) / 1e6
+            print(f"throughput_mbit={mbit:.3f} at={time.time():.1f}", flush=True)
+        conn.close()
+else:
+    peer0 = os.environ["NUCLAB_STATEFULSET"] + "-0." + os.environ["NUCLAB_SERVICE"]
+    chunk = b"x" * (1 << 16)
+    while True:
+        try:
+            conn = socket.create_connection((peer0, 5201), timeout=5)
+            end = time.monotonic() + 6
+            while time.monotonic() < end:
+                conn.sendall(chunk)
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(1)
+"""
+
+
+def _spec(rate: float) -> dict[str, Any]:
+    return on_real_nodes(
+        name=NAME, peers=2, cpu=0.5, ram=64, uplink_bw=None, downlink_bw=None,
+        command=["python3", "-c"], args=[STREAMS],
+        matrix=[{"from": "zone-a", "to": "zone-b", "rate": rate}],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def zones(core_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tmp = tmp_path_factory.mktemp("zones")
+    proc = create(tmp, _spec(4))
+    assert proc.returncode == 0, proc.stderr
+    running = running_pods(core_api, NAME, 2)
+    assert {p.spec.node_name for p in running} == REAL
+    yield core_api, tmp
+    nuclab("delete", NAME, "--no-export", "-q", check=False)
+
+
+def _pod(core: Any, index: int) -> Any:
+    return core.read_namespaced_pod(f"nuclab-exp-{NAME}-{index}", NAMESPACE)
+
+
+def _maybe_pod(core: Any, index: int) -> Any:
+    """The peer, or None while it is being replaced."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return _pod(core, index)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _applied(core: Any, index: int) -> dict[str, Any] | None:
+    text = (_pod(core, index).metadata.annotations or {}).get(agent.ANNOTATION)
+    return json.loads(text) if text else None
+
+
+def _kernel(pod: Any) -> dict[str, Any]:
+    """What the pod's eth0 carries, asked of the kernel by this test (tc in its namespace)."""
+    pid = agent.pod_pid(Path("/proc"), pod.metadata.uid)
+    out = []
+    for args in (["-j", "qdisc"], ["qdisc"], ["class"], ["-j", "filter"]):
+        out.append(subprocess.run(
+            ["nsenter", f"--target={pid}", "--net", "tc", *args, "show", "dev", "eth0"],
+            capture_output=True, text=True, check=True,
+        ).stdout)  # fmt: skip
+    return planning.read_back(*out)
+
+
+def _throughput_after(core: Any, since: float) -> float | None:
+    log = core.read_namespaced_pod_log(f"nuclab-exp-{NAME}-0", NAMESPACE, container="peer")
+    found = [
+        float(rate)
+        for rate, at in re.findall(r"throughput_mbit=([\d.]+) at=([\d.]+)", log)
+        if float(at) > since + 7  # a stream that started after the change
+    ]
+    return found[0] if found else None
+
+
+def _other_zone(core: Any, index: int) -> str:
+    """The zone peer ``index`` sends to: the other real node's (nuc-2 is zone-a, nuc-4 zone-b)."""
+    node = core.read_node(_pod(core, index).spec.node_name)
+    return {"zone-a": "zone-b", "zone-b": "zone-a"}[node.metadata.labels[agent.ZONE_LABEL]]
+
+
+def _links(applied: dict[str, Any] | None) -> list[tuple[str, float | None]]:
+    return [(row["to"], row["rate_mbit"]) for row in (applied or {}).get("links", [])]
+
+
+def test_each_peer_is_shaped_towards_the_other_zone_and_the_agent_says_what_it_applied(
+    zones: Any,
+) -> None:
+    core, _ = zones
+    since = time.time()
+    for index in (0, 1):  # symmetric: both ways, each shaped at its sender
+        to = _other_zone(core, index)
+        applied = wait_for(
+            lambda i=index, t=to: (a := _applied(core, i)) and a["in_sync"] and _links(a) == [(t, 4.0)] and a,  # noqa: E501
+            60, f"peer {index}'s agent to apply and annotate 4 Mbit/s to {to}", step=2,
+        )  # fmt: skip
+        assert applied["error"] is None
+        pod = _pod(core, index)
+        other = _pod(core, 1 - index)
+        kernel = _kernel(pod)
+        assert kernel["root"] == "htb"
+        assert kernel["filters"] == {other.status.pod_ip: "1:10"}
+        assert kernel["classes"]["1:10"]["rate_kbit"] == 4000
+        metrics = scrape(f"http://{_agent_ip(core, pod.spec.node_name)}:9404/metrics")
+        rate = [
+            s.value for s in metrics
+            if s.name == "nuclab_netagent_link_rate_bits"
+            and s.labels.get("pod") == pod.metadata.name
+        ]  # fmt: skip
+        assert rate == [4e6], rate
+    mbit = wait_for(lambda: _throughput_after(core, since), 60, "a stream at 4 Mbit/s", step=2)
+    print(f"zone-a <-> zone-b at 4 Mbit/s: {mbit:.2f} Mbit/s")
+    assert 4 * 0.85 <= mbit <= 4 * 1.05
+
+
+def _agent_ip(core: Any, node: str) -> str:
+    found = core.list_namespaced_pod(
+        "kube-system", label_selector="app.kubernetes.io/name=nuclab-net-agent",
+        field_selector=f"spec.nodeName={node}",
+    ).items  # fmt: skip
+    assert found and found[0].status.pod_ip, f"no node agent on {node}"
+    return found[0].status.pod_ip
+
+
+def test_a_new_matrix_and_a_replaced_peer_reach_the_rules_without_restarting_anyone(
+    zones: Any,
+) -> None:
+    core, tmp = zones
+    before = {i: _pod(core, i).metadata.uid for i in (0, 1)}
+    path = tmp / "matrix.yml"
+    path.write_text(yaml.safe_dump([{"from": "zone-a", "to": "zone-b", "rate": 10}]))
+    since = time.time()
+    nuclab("create", "--name", NAME, "--update", "--matrix", str(path), "-q")
+    wait_for(
+        lambda: all(_links(_applied(core, i)) == [(_other_zone(core, i), 10.0)] for i in (0, 1)),
+        60, "both agents to apply 10 Mbit/s", step=2,
+    )  # fmt: skip
+    mbit = wait_for(lambda: _throughput_after(core, since), 60, "a stream at 10 Mbit/s", step=2)
+    print(f"zone-a <-> zone-b after the update to 10 Mbit/s: {mbit:.2f} Mbit/s")
+    assert 10 * 0.85 <= mbit <= 10 * 1.05
+    for index in (0, 1):
+        pod = _pod(core, index)
+        assert pod.metadata.uid == before[index], "a peer was replaced by the update"
+        assert all(c.restart_count == 0 for c in pod.status.container_statuses)
+
+    # Peer 0 replaced: a new address, which peer 1's filter must follow.
+    core.delete_namespaced_pod(f"nuclab-exp-{NAME}-0", NAMESPACE, grace_period_seconds=0)
+
+    def replaced() -> Any:
+        pod = _maybe_pod(core, 0)
+        return pod if pod and pod.metadata.uid != before[0] and pod.status.pod_ip else None
+
+    new = wait_for(replaced, 90, "peer 0 to come back", step=2)
+    wait_for(
+        lambda: _kernel(_pod(core, 1))["filters"] == {new.status.pod_ip: "1:10"},
+        60, "peer 1's filter to follow peer 0's new address", step=2,
+    )  # fmt: skip
+    assert _pod(core, 1).metadata.uid == before[1]
