@@ -111,7 +111,10 @@ def nuclab_experiment_netem_refusal(checked: Any, nodes: Any) -> str:
     name = "nuclab_experiment_netem_refusal"
     full = _mapping(name, "a checked spec", checked)
     refusal = experiments.network_refusal(full, _list(name, "Node objects", nodes))
-    return f"experiment '{full.get('name')}': {refusal[0]}: {refusal[1]}" if refusal else ""
+    if not refusal:
+        return ""
+    field, value, reason = refusal
+    return f"experiment '{full.get('name')}': {field}: {value!r} is not allowed; {reason}"
 
 
 class FilterModule:

@@ -623,7 +623,7 @@ def check_netem(kube: Kube, parsed: spec.ExperimentSpec) -> None:
         parsed.as_dict(), kube.get("/api/v1/nodes").get("items") or []
     )
     if refusal:
-        raise ValidationError(refusal[0], parsed.name, refusal[1])
+        raise ValidationError(*refusal)
 
 
 def apply(

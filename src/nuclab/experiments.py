@@ -297,8 +297,9 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 
 def network_refusal(
     full: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]]
-) -> tuple[str, str] | None:
-    """Why a checked spec's network emulation cannot run on this lab, as (field, reason): a
+) -> tuple[str, object, str] | None:
+    """Why a checked spec's network emulation cannot run on this lab, as (field, value,
+    reason): a
     matrix that names a zone no node carries, or netem (per-peer latency, jitter, loss, or a
     matrix link's delay, jitter, loss) on nodes whose kernel has none. None when it can."""
     nodes = list(nodes)
@@ -307,9 +308,13 @@ def network_refusal(
     unknown = spec.unknown_zones(matrix, {z for z in zones if z})
     if unknown:
         have = ", ".join(sorted(z for z in zones if z)) or "none"
-        return "matrix", (
-            f"zone(s) {', '.join(unknown)} are on no node of this lab (its zones: {have}); "
-            "a matrix names zones the lab's nodes carry (topology.kubernetes.io/zone)"
+        return (
+            "matrix",
+            unknown,
+            (
+                f"zones of this lab's nodes (topology.kubernetes.io/zone): {have}; "
+                f"no node is in {', '.join(unknown)}"
+            ),
         )
     asked = {key: full.get(key) or 0 for key in ("latency", "jitter", "loss")}
     for index, entry in enumerate(matrix):
@@ -322,7 +327,7 @@ def network_refusal(
         dict(full.get("node_labels") or {}),
         nodes,
     )
-    return ("latency/jitter/loss", refusal) if refusal else None
+    return ("latency/jitter/loss", str(full.get("name")), refusal) if refusal else None
 
 
 def netem_refusal(

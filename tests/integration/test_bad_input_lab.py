@@ -74,3 +74,25 @@ def test_create_refuses_and_the_lab_has_nothing_of_it(
         proc = nuclab("create", "--name", NAME, "--peers", "1", "-q", *flags, *via)
         assert_refused(proc, field, shown)
         nothing_of(core, NAME)
+
+
+@pytest.mark.parametrize("path", [[], ["--via-playbook"]], ids=["direct", "playbook"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("- {from: zone-a, to: zone-x, rate: 2}", "matrix", "['zone-x'] is not allowed; zones of "
+         "this lab's nodes (topology.kubernetes.io/zone): zone-a, zone-b; no node is in zone-x"),
+        ("- {from: zone-a, to: zone-b, rate: 2, delay: 20}", "latency/jitter/loss",
+         "matrix[0].delay 20 needs netem (sch_netem), which the kernel of node(s) nuc-2, nuc-4"),
+    ],
+    ids=["zone-the-lab-lacks", "delay-without-netem"],
+)  # fmt: skip
+def test_a_matrix_this_lab_cannot_apply_is_refused_before_anything_starts(
+    core: client.CoreV1Api, tmp_path: Path, case: tuple[str, str, str], path: list[str]
+) -> None:
+    matrix, field, shown = case
+    file = tmp_path / "matrix.yml"
+    file.write_text(matrix + "\n")
+    proc = nuclab("create", "--name", NAME, "--peers", "2", "--matrix", str(file), *path)
+    assert_refused(proc, field, shown)
+    nothing_of(core, NAME)

@@ -226,16 +226,17 @@ def test_a_matrix_naming_a_zone_no_node_carries_is_refused_with_the_labs_zones()
     )
     assert refusal == (
         "matrix",
-        "zone(s) zone-c are on no node of this lab (its zones: zone-a, zone-b); a matrix names "
-        "zones the lab's nodes carry (topology.kubernetes.io/zone)",
+        ["zone-c"],
+        "zones of this lab's nodes (topology.kubernetes.io/zone): zone-a, zone-b; no node is in "
+        "zone-c",
     )
 
 
 def test_a_matrix_delay_needs_netem_where_the_peers_may_run_and_a_rate_does_not() -> None:
-    field, reason = experiments.network_refusal(
+    field, name, reason = experiments.network_refusal(
         _checked([{"from": "zone-a", "to": "zone-b", "rate": 2, "delay": 20}]), LAB
     )
-    assert field == "latency/jitter/loss"
+    assert (field, name) == ("latency/jitter/loss", "m")
     assert reason.startswith("matrix[0].delay 20 needs netem (sch_netem)")
     assert "nuc-2, nuc-4" in reason
     assert (
