@@ -362,7 +362,7 @@ def test_the_network_configmap_carries_what_the_node_agent_applies(render: Rende
     cm = configmap(objects, "-network")
     assert cm["metadata"]["labels"]["nuclab.io/network"] == "true"
     assert cm["metadata"]["labels"]["nuclab.io/experiment"] == "purple"
-    network = agent.network_of(type("CM", (), {"data": cm["data"]})())
+    network = agent.network_of(cm)
     assert (network["latency"], network["jitter"], network["loss"]) == (20, 2.5, 0.5)
     network = agent.network_of(
         type("CM", (), {"data": configmap(render(MATRIX["network-matrix"]), "-network")["data"]})()

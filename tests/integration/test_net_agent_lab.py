@@ -139,19 +139,20 @@ def _other_zone(core: Any, index: int) -> str:
     return {"zone-a": "zone-b", "zone-b": "zone-a"}[node.metadata.labels[agent.ZONE_LABEL]]
 
 
-def _links(applied: dict[str, Any] | None) -> list[tuple[str, float | None]]:
-    return [(row["to"], row["rate_mbit"]) for row in (applied or {}).get("links", [])]
+def _links(applied: dict[str, Any] | None) -> list[tuple[str, float | None, int]]:
+    """(zone, rate, how many peers its filters name) per class the agent read back."""
+    rows = (applied or {}).get("links", [])
+    return [(row["to"], row["rate_mbit"], row["peers"]) for row in rows]
 
 
 def test_each_peer_is_shaped_towards_the_other_zone_and_the_agent_says_what_it_applied(
     zones: Any,
 ) -> None:
     core, _ = zones
-    since = time.time()
     for index in (0, 1):  # symmetric: both ways, each shaped at its sender
         to = _other_zone(core, index)
         applied = wait_for(
-            lambda i=index, t=to: (a := _applied(core, i)) and a["in_sync"] and _links(a) == [(t, 4.0)] and a,  # noqa: E501
+            lambda i=index, t=to: (a := _applied(core, i)) and a["in_sync"] and _links(a) == [(t, 4.0, 1)] and a,  # noqa: E501
             60, f"peer {index}'s agent to apply and annotate 4 Mbit/s to {to}", step=2,
         )  # fmt: skip
         assert applied["error"] is None
@@ -168,6 +169,7 @@ def test_each_peer_is_shaped_towards_the_other_zone_and_the_agent_says_what_it_a
             and s.labels.get("pod") == pod.metadata.name
         ]  # fmt: skip
         assert rate == [4e6], rate
+    since = time.time()  # both peers shaped: streams that start from now on cross the rules
     mbit = wait_for(lambda: _throughput_after(core, since), 60, "a stream at 4 Mbit/s", step=2)
     print(f"zone-a <-> zone-b at 4 Mbit/s: {mbit:.2f} Mbit/s")
     assert 4 * 0.85 <= mbit <= 4 * 1.05
@@ -189,12 +191,16 @@ def test_a_new_matrix_and_a_replaced_peer_reach_the_rules_without_restarting_any
     before = {i: _pod(core, i).metadata.uid for i in (0, 1)}
     path = tmp / "matrix.yml"
     path.write_text(yaml.safe_dump([{"from": "zone-a", "to": "zone-b", "rate": 10}]))
-    since = time.time()
     nuclab("create", "--name", NAME, "--update", "--matrix", str(path), "-q")
+    changed = time.monotonic()
     wait_for(
-        lambda: all(_links(_applied(core, i)) == [(_other_zone(core, i), 10.0)] for i in (0, 1)),
-        60, "both agents to apply 10 Mbit/s", step=2,
+        lambda: all(_links(_applied(core, i)) == [(_other_zone(core, i), 10.0, 1)] for i in (0, 1)),
+        60, "both agents to apply 10 Mbit/s", step=0.5,
     )  # fmt: skip
+    followed = time.monotonic() - changed
+    print(f"the new matrix reached both peers' rules {followed:.1f} s after nuclab create returned")
+    assert followed <= 10
+    since = time.time()  # streams that start from now on cross the new rules only
     mbit = wait_for(lambda: _throughput_after(core, since), 60, "a stream at 10 Mbit/s", step=2)
     print(f"zone-a <-> zone-b after the update to 10 Mbit/s: {mbit:.2f} Mbit/s")
     assert 10 * 0.85 <= mbit <= 10 * 1.05
@@ -216,3 +222,37 @@ def test_a_new_matrix_and_a_replaced_peer_reach_the_rules_without_restarting_any
         60, "peer 1's filter to follow peer 0's new address", step=2,
     )  # fmt: skip
     assert _pod(core, 1).metadata.uid == before[1]
+
+
+def test_a_scale_reaches_the_rules_within_10_s_and_a_delete_leaves_nothing(zones: Any) -> None:
+    core, _ = zones
+    nuclab("scale", NAME, "4", "-q")
+    running = running_pods(core, NAME, 4, timeout=120)
+    started = time.monotonic()
+
+    def followed() -> bool:
+        for pod in running:
+            if pod.spec.node_name not in REAL:
+                continue  # a kwok node runs nothing: no namespace to shape
+            mine = core.read_node(pod.spec.node_name).metadata.labels[agent.ZONE_LABEL]
+            others = {
+                p.status.pod_ip for p in running
+                if core.read_node(p.spec.node_name).metadata.labels[agent.ZONE_LABEL] != mine
+            }  # fmt: skip
+            if set(_kernel(pod)["filters"]) != others:
+                return False
+        return True
+
+    wait_for(
+        followed, 30, "every real peer's filters to name the other zone's 4-peer set", step=0.5
+    )
+    took = time.monotonic() - started
+    print(f"the scale to 4 peers reached the rules {took:.1f} s after the peers ran")
+    assert took <= 10
+    nuclab("delete", NAME, "--no-export", "-q")
+    left = core.list_namespaced_config_map(NAMESPACE, label_selector=f"nuclab.io/experiment={NAME}")
+    assert left.items == []
+    assert (
+        core.list_namespaced_pod(NAMESPACE, label_selector=f"nuclab.io/experiment={NAME}").items
+        == []
+    )

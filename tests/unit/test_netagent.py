@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -112,7 +111,7 @@ def test_expected_matches_read_back_for_the_same_plan() -> None:
     ],
 )
 def test_a_tenants_configmap_reaches_tc_only_as_checked_numbers(data: dict, error: str) -> None:
-    configmap = SimpleNamespace(data={agent.NETWORK_KEY: json.dumps(data)})
+    configmap = {"data": {agent.NETWORK_KEY: json.dumps(data)}}
     with pytest.raises(agent.AgentError, match=error):
         agent.network_of(configmap)
 
