@@ -45,11 +45,14 @@ from nuclab import experiments, groups, paths, spec
 from nuclab.errors import NotFoundError, NuclabError, ValidationError
 from nuclab.kube import ApiError, Kube, LabError, selector
 
-# The role's namespace labels (roles/experiment/tasks/present.yml; a unit test compares).
+# The labels of every experiment namespace (the role's module nuclab_experiment_namespace and
+# the groups' namespaces use these too): Pod Security "restricted", enforced, audited and warned.
+# No pod of the chart needs more: the node agent (roles/net_agent) applies the network emulation.
 NAMESPACE_LABELS = {
     "app.kubernetes.io/part-of": "nuclab",
-    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
 }
 # The role's variables this path reads (templated by Ansible, from the inventory alone).
 SETTINGS = (

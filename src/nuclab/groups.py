@@ -58,30 +58,38 @@ EXPERIMENTER_RULES: list[dict[str, Any]] = [
 ]
 
 
-# Pods in a group's namespace: Pod Security "restricted", except the one thing netem's init
-# container needs until the network emulation moves to a node agent (root with NET_ADMIN, in
-# the pod's own network namespace). The namespaces must enforce Pod Security "privileged" for that
-# container, so this ValidatingAdmissionPolicy (Kubernetes' own CEL admission) holds the rest:
-# no privileged container, host namespace, host path, host port, other capability, root user,
-# privilege escalation, unconfined seccomp, unmasked /proc, sysctl or ephemeral container.
+# Pods in a group's namespace: what Pod Security "restricted" admits. The namespaces enforce it
+# (nuclab.deploy.NAMESPACE_LABELS); this ValidatingAdmissionPolicy (Kubernetes' own CEL admission)
+# holds the same line again, bound to the group label rather than to the namespace's Pod
+# Security labels, so that it still holds where Pod Security does not: a namespace relabelled by
+# an admin or a tool, one in the API server's Pod Security exemptions
+# (k3s_server_psa_exempt_namespaces), an exempt user or runtime class. Nothing of an experiment
+# needs more: the node agent (roles/net_agent) applies the network emulation from the node.
+# No privileged container, host namespace, host path, host port, added capability (bar
+# NET_BIND_SERVICE), root user, privilege escalation, unconfined seccomp or AppArmor, SELinux
+# user/role/type of its own, host process or unmasked /proc; stricter than Pod Security in two
+# ways: no sysctl at all and no ephemeral container (kubectl debug would run beside a peer what
+# the group chooses).
 POD_POLICY = "nuclab-group-pods"
 _SC = "has(c.securityContext)"
 _CAPS = f"{_SC} && has(c.securityContext.capabilities)"
+_SELINUX_TYPES = "['', 'container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t']"
+_APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
 POD_VARIABLES = [
     {
-        "name": "restricted",
-        "expression": "object.spec.containers + (has(object.spec.initContainers) ? "
-        "object.spec.initContainers.filter(c, c.name != 'netem') : [])",
+        "name": "containers",
+        "expression": "object.spec.containers + "
+        "(has(object.spec.initContainers) ? object.spec.initContainers : [])",
     },
-    {
-        "name": "netem",
-        "expression": "has(object.spec.initContainers) ? "
-        "object.spec.initContainers.filter(c, c.name == 'netem') : []",
-    },
-    {"name": "all", "expression": "variables.restricted + variables.netem"},
     {
         "name": "pod",
         "expression": "has(object.spec.securityContext) ? object.spec.securityContext : {}",
+    },
+    {
+        # the pod's security context and every container's, for the rules both may break
+        "name": "contexts",
+        "expression": "[variables.pod] + variables.containers.map(c, "
+        f"{_SC} ? c.securityContext : {{}})",
     },
 ]
 POD_VALIDATIONS = [
@@ -99,56 +107,68 @@ POD_VALIDATIONS = [
         "persistentVolumeClaim, projected or secret (no hostPath)",
     ),
     (
-        f"variables.all.all(c, !{_SC} || !has(c.securityContext.privileged) || "
+        f"variables.containers.all(c, !{_SC} || !has(c.securityContext.privileged) || "
         "!c.securityContext.privileged)",
         "privileged containers are not allowed",
     ),
     (
-        "variables.all.all(c, !has(c.ports) || "
+        "variables.containers.all(c, !has(c.ports) || "
         "c.ports.all(p, !has(p.hostPort) || p.hostPort == 0))",
         "hostPort is not allowed",
     ),
     (
-        f"variables.all.all(c, {_SC} && has(c.securityContext.allowPrivilegeEscalation) && "
+        f"variables.containers.all(c, {_SC} && "
+        "has(c.securityContext.allowPrivilegeEscalation) && "
         "!c.securityContext.allowPrivilegeEscalation)",
         "every container must set securityContext.allowPrivilegeEscalation=false",
     ),
     (
-        f"variables.all.all(c, {_CAPS} && has(c.securityContext.capabilities.drop) && "
+        f"variables.containers.all(c, {_CAPS} && has(c.securityContext.capabilities.drop) && "
         "'ALL' in c.securityContext.capabilities.drop)",
         "every container must drop ALL capabilities",
     ),
     (
-        f"variables.restricted.all(c, !({_CAPS} && has(c.securityContext.capabilities.add)) || "
+        f"variables.containers.all(c, !({_CAPS} && has(c.securityContext.capabilities.add)) || "
         "c.securityContext.capabilities.add.all(a, a == 'NET_BIND_SERVICE'))",
-        "containers may add only NET_BIND_SERVICE (the init container netem: NET_ADMIN)",
+        "containers may add only NET_BIND_SERVICE",
     ),
     (
-        f"variables.netem.all(c, !({_CAPS} && has(c.securityContext.capabilities.add)) || "
-        "c.securityContext.capabilities.add.all(a, a == 'NET_ADMIN'))",
-        "the init container netem may add only NET_ADMIN",
-    ),
-    (
-        f"variables.restricted.all(c, ({_SC} && has(c.securityContext.runAsNonRoot)) ? "
+        f"variables.containers.all(c, ({_SC} && has(c.securityContext.runAsNonRoot)) ? "
         "c.securityContext.runAsNonRoot : "
         "(has(variables.pod.runAsNonRoot) && variables.pod.runAsNonRoot))",
         "containers must run as non-root (securityContext.runAsNonRoot=true)",
     ),
     (
-        f"variables.restricted.all(c, ({_SC} && has(c.securityContext.runAsUser)) ? "
-        "c.securityContext.runAsUser != 0 : "
-        "(!has(variables.pod.runAsUser) || variables.pod.runAsUser != 0))",
+        "variables.contexts.all(s, !has(s.runAsUser) || s.runAsUser != 0)",
         "containers may not run as user 0",
     ),
     (
-        f"variables.all.all(c, ({_SC} && has(c.securityContext.seccompProfile)) ? "
+        f"variables.containers.all(c, ({_SC} && has(c.securityContext.seccompProfile)) ? "
         "c.securityContext.seccompProfile.type in ['RuntimeDefault', 'Localhost'] : "
         "(has(variables.pod.seccompProfile) && "
         "variables.pod.seccompProfile.type in ['RuntimeDefault', 'Localhost']))",
         "seccompProfile must be RuntimeDefault or Localhost",
     ),
     (
-        f"variables.all.all(c, !{_SC} || !has(c.securityContext.procMount) || "
+        "variables.contexts.all(s, !has(s.appArmorProfile) || "
+        "s.appArmorProfile.type != 'Unconfined') && "
+        "(!has(object.metadata.annotations) || object.metadata.annotations.all(k, "
+        f"!k.startsWith('{_APPARMOR}') || object.metadata.annotations[k] != 'unconfined'))",
+        "AppArmor may not be Unconfined",
+    ),
+    (
+        "variables.contexts.all(s, !has(s.seLinuxOptions) || "
+        "(!has(s.seLinuxOptions.user) && !has(s.seLinuxOptions.role) && "
+        f"(!has(s.seLinuxOptions.type) || s.seLinuxOptions.type in {_SELINUX_TYPES})))",
+        "seLinuxOptions may set only a container type",
+    ),
+    (
+        "variables.contexts.all(s, !has(s.windowsOptions) || "
+        "!has(s.windowsOptions.hostProcess) || !s.windowsOptions.hostProcess)",
+        "host processes are not allowed",
+    ),
+    (
+        f"variables.containers.all(c, !{_SC} || !has(c.securityContext.procMount) || "
         "c.securityContext.procMount == 'Default')",
         "procMount must be Default",
     ),

@@ -328,7 +328,8 @@ class ExperimentSpec:
 
     @property
     def netem(self) -> bool:
-        """Whether an init container with NET_ADMIN applies tc netem."""
+        """Whether the spec asks for tc netem per peer (latency, jitter or loss), which nuclab's
+        node agent (roles/net_agent) applies from the node; its nodes need sch_netem."""
         return bool(self.latency or self.jitter or self.loss)
 
     def as_dict(self) -> dict[str, Any]:

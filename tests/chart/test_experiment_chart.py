@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from nuclab import spec
+from tests.chart import pod_security
 from tests.chart.conftest import helm_template, validate
 
 Render = Callable[..., list[dict[str, Any]]]
@@ -126,7 +127,7 @@ def test_reference_experiment_objects(render: Render) -> None:
     pod = template["spec"]
     assert pod["nodeSelector"] == {"nuclab.io/role": "worker"}
     assert pod["automountServiceAccountToken"] is False
-    assert "initContainers" not in pod  # no netem asked for: nothing privileged
+    assert "initContainers" not in pod
     container = peer(objects)
     limits = {"cpu": "50m", "memory": "16Mi"}
     assert container["resources"] == {"limits": limits, "requests": limits}
@@ -193,19 +194,131 @@ def test_large_numbers_render_as_integers_not_floats(render: Render) -> None:
     assert peer(objects)["resources"]["limits"] == {"cpu": "1500m", "memory": "2048Mi"}
 
 
-def test_netem_init_container_alone_gets_net_admin(render: Render) -> None:
+def test_network_emulation_changes_no_pod_only_the_network_configmap(render: Render) -> None:
+    """Latency, jitter and loss are the node agent's (roles/net_agent): the peers' pods are
+    those of an experiment without them, bar the bandwidth annotations."""
     objects = render(MATRIX["netem"])
     pod = one(objects, "StatefulSet")["spec"]["template"]
-    init = pod["spec"]["initContainers"]
-    assert [c["name"] for c in init] == ["netem"]
-    assert init[0]["command"] == [
-        "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
-        "delay", "20ms", "2.5ms", "loss", "0.5%",
-    ]  # fmt: skip
-    assert init[0]["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
-    assert peer(objects)["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    reference = one(render(values_for(uplink_bw=0.5, downlink_bw=100)), "StatefulSet")
+    assert pod == reference["spec"]["template"]
+    assert "initContainers" not in pod["spec"]
     assert pod["metadata"]["annotations"]["kubernetes.io/egress-bandwidth"] == "500k"
     assert pod["metadata"]["annotations"]["kubernetes.io/ingress-bandwidth"] == "100M"
+
+
+# Every values this chart is rendered with here, the load generator's both modes included.
+POD_CASES = {
+    **MATRIX,
+    "loadgen-kafka": values_for(loadgen={"enabled": True}),
+    "loadgen-http-probe": values_for(probe=True, loadgen={"enabled": True, "mode": "http"}),
+}
+
+
+def pods_of(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind/name, pod template or pod) of every object that makes pods."""
+    found = []
+    for obj in objects:
+        if obj["kind"] in ("StatefulSet", "Job"):
+            found.append((f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]))
+        elif obj["kind"] == "Pod":
+            found.append((f"Pod/{obj['metadata']['name']}", obj))
+    return found
+
+
+@pytest.mark.parametrize("case", sorted(POD_CASES))
+def test_every_pod_passes_pod_security_restricted_without_init_containers_or_capabilities(
+    render: Render, case: str
+) -> None:
+    """The experiment namespaces enforce `restricted` (nuclab.deploy.NAMESPACE_LABELS): the
+    peers (and their probe sidecar), the load generator and helm's test pod all pass it."""
+    values = POD_CASES[case]
+    pods = pods_of(render(values, release=release_for(values)))
+    kinds = {name.split("/")[0] for name, _ in pods}
+    assert {"StatefulSet", "Pod"} <= kinds
+    if values.get("loadgen", {}).get("enabled"):
+        assert "Job" in kinds
+    for name, pod in pods:
+        spec_ = pod["spec"]
+        assert "initContainers" not in spec_, name
+        for container in pod_security.containers(spec_):
+            capabilities = container["securityContext"]["capabilities"]
+            assert capabilities == {"drop": ["ALL"]}, (name, container["name"])
+        annotations = pod["metadata"].get("annotations")
+        assert pod_security.violations(spec_, annotations) == [], name
+
+
+def test_the_restricted_check_refuses_what_pod_security_refuses() -> None:
+    """The check above is not vacuous: the old netem init container (root with NET_ADMIN) and
+    each way out of a pod are found."""
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    pod = {
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "peer", "securityContext": restricted}],
+    }
+    assert pod_security.violations(pod) == []
+    netem = {
+        "name": "netem",
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        },
+    }
+    assert pod_security.violations({**pod, "initContainers": [netem]}) == [
+        "netem: runAsNonRoot is not true (container or pod)",
+        "netem: runAsUser 0",
+        "netem: capabilities add NET_ADMIN",
+    ]
+    bind = {**restricted, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    assert (
+        pod_security.violations({**pod, "containers": [{"name": "c", "securityContext": bind}]})
+        == []
+    )
+    escapes: dict[str, dict[str, Any]] = {
+        "hostNetwork": {**pod, "hostNetwork": True},
+        "hostPID": {**pod, "hostPID": True},
+        "volume host: hostPath": {**pod, "volumes": [{"name": "host", "hostPath": {"path": "/"}}]},
+        "sysctl net.ipv4.ip_forward": {
+            **pod,
+            "securityContext": {
+                **pod["securityContext"],
+                "sysctls": [{"name": "net.ipv4.ip_forward", "value": "1"}],
+            },
+        },
+        "peer: privileged": {
+            **pod,
+            "containers": [{"name": "peer", "securityContext": {**restricted, "privileged": True}}],
+        },
+        "peer: hostPort 80": {
+            **pod,
+            "containers": [
+                {"name": "peer", "securityContext": restricted, "ports": [{"hostPort": 80}]}
+            ],
+        },
+        "peer: allowPrivilegeEscalation is not false": {
+            **pod,
+            "containers": [
+                {
+                    "name": "peer",
+                    "securityContext": {**restricted, "allowPrivilegeEscalation": True},
+                }
+            ],
+        },
+        "peer: seccompProfile None (container or pod)": {**pod, "securityContext": {}},
+        "peer: capabilities do not drop ALL": {
+            **pod,
+            "containers": [{"name": "peer", "securityContext": {**restricted, "capabilities": {}}}],
+        },
+    }
+    for named, bad in escapes.items():
+        assert named in pod_security.violations(bad), named
+    unconfined = {"container.apparmor.security.beta.kubernetes.io/peer": "unconfined"}
+    assert pod_security.violations(pod, unconfined) != []
 
 
 def test_unlimited_bandwidth_has_no_annotations(render: Render) -> None:

@@ -7,8 +7,13 @@ the k3s_server defaults, the kube-apiserver-arg list of k3s_common's vars), are 
 kube-apiserver the simulated lab runs (the Kubernetes version K3s embeds), with its own etcd:
 
 - the admission configuration is accepted with NodeRestriction and EventRateLimit on;
-- Pod Security enforces `restricted` in a namespace without labels, not in the exempt ones, and
-  not in a namespace carrying nuclab's experiment labels (so experiments keep running);
+- Pod Security enforces `restricted` in a namespace without labels and in one carrying nuclab's
+  experiment labels (no experiment pod needs more: the node agent applies the network
+  emulation), not in the exempt ones;
+- the research groups' ValidatingAdmissionPolicy (nuclab.groups.pod_policy) type-checks, admits
+  the chart's pods and refuses what `restricted` refuses even where Pod Security does not hold
+  (a group namespace labelled privileged): NET_ADMIN (the old netem init container), root,
+  privileged, host namespaces and paths, unconfined AppArmor, SELinux options, sysctls;
 - EventRateLimit refuses a namespace's events beyond the burst;
 - the audit log records requests at Metadata level, never their bodies.
 
@@ -28,11 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from nuclab import groups, spec
 from nuclab.deploy import NAMESPACE_LABELS
 from nuclab.net import free_port
+from tests.chart.conftest import helm_template
 from tests.conftest import REPO, tool
 from tests.harness.prometheus import Server
 from tests.integration.conftest import ansible_env
@@ -171,12 +179,115 @@ def test_pod_security_is_restricted_where_no_namespace_label_says_otherwise(hard
     refused = _create(core, "plain", _pod("privileged", privileged=True))
     assert refused.startswith("403 ") and 'violates PodSecurity "restricted:latest"' in refused
     assert _create(core, "plain", _pod("restricted", privileged=False)) == ""
-    # the exempt namespaces (K3s' own, the lab's monitoring and Kafka) and nuclab's experiment
-    # namespaces (their own labels: the netem init container) still run what they need
-    for namespace, labels in (("kube-system", None), ("monitoring", None), ("kafka", None),
-                              ("nuclab", NAMESPACE_LABELS)):  # fmt: skip
-        _namespace(core, namespace, labels)
+    # the exempt namespaces (K3s' own, the lab's monitoring and Kafka) still run what they need
+    for namespace in ("kube-system", "monitoring", "kafka"):
+        _namespace(core, namespace)
         assert _create(core, namespace, _pod("privileged", privileged=True)) == "", namespace
+    # nuclab's experiment namespaces enforce restricted with their own labels
+    _namespace(core, "nuclab", NAMESPACE_LABELS)
+    refused = _create(core, "nuclab", _pod("privileged", privileged=True))
+    assert refused.startswith("403 ") and 'violates PodSecurity "restricted:latest"' in refused
+    assert _create(core, "nuclab", _pod("restricted", privileged=False)) == ""
+
+
+def _chart_pods(tmp_path: Path) -> list[dict[str, Any]]:
+    """Every pod the chart makes with peers, probe sidecar and load generator, as pods."""
+    values = spec.to_values(
+        spec.parse({"name": "purple", "latency": 20, "loss": 1, "probe": True,
+                    "loadgen": {"enabled": True, "mode": "http"}})
+    )  # fmt: skip
+    proc = helm_template(values, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pods = []
+    for obj in yaml.safe_load_all(proc.stdout):
+        if obj and obj["kind"] in ("StatefulSet", "Job", "Pod"):
+            pod = obj if obj["kind"] == "Pod" else obj["spec"]["template"]
+            pod_spec = {**pod["spec"]}
+            pod_spec.pop("serviceAccountName", None)  # the namespace's default one is here
+            name = f"{obj['kind'].lower()}-{len(pods)}"
+            pods.append({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": name, "annotations": pod["metadata"].get(
+                             "annotations", {})},
+                         "spec": pod_spec})  # fmt: skip
+    assert len(pods) == 3
+    return pods
+
+
+def _escapes() -> dict[str, dict[str, Any]]:
+    """Pods that `restricted` refuses, each one way out of a restricted pod."""
+    ok = _pod("ok", privileged=False)
+    container = ok["spec"]["containers"][0]
+
+    def changed(name: str, *, pod: dict[str, Any] | None = None,
+                security: dict[str, Any] | None = None,
+                annotations: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+        escape = {
+            **container,
+            "securityContext": {**container["securityContext"], **(security or {})},
+        }
+        return {**ok, "metadata": {"name": name, "annotations": annotations or {}},
+                "spec": {**ok["spec"], **(pod or {}), "containers": [escape]}}  # fmt: skip
+
+    netem = {
+        "name": "netem", "image": "localhost/nuclab/tools:0.1.0",
+        "command": ["tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "20ms"],
+        "securityContext": {"runAsUser": 0, "runAsNonRoot": False,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}},
+    }  # fmt: skip
+    return {
+        "the old netem init container (root with NET_ADMIN)": changed(
+            "netem", pod={"initContainers": [netem]}),
+        "NET_ADMIN": changed("net-admin", security={
+            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}),
+        "root": changed("root", security={"runAsNonRoot": False, "runAsUser": 0}),
+        "privileged": changed("privileged", security={"privileged": True,
+                                                       "allowPrivilegeEscalation": True}),
+        "hostNetwork": changed("host-network", pod={"hostNetwork": True}),
+        "hostPath": changed("host-path", pod={
+            "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}),
+        "AppArmor unconfined": changed("apparmor", security={
+            "appArmorProfile": {"type": "Unconfined"}}),
+        "SELinux user": changed("selinux", security={"seLinuxOptions": {"user": "system_u"}}),
+        "unsafe sysctl": changed("sysctl", pod={"securityContext": {
+            **ok["spec"]["securityContext"],
+            "sysctls": [{"name": "net.ipv4.ip_forward", "value": "1"}]}}),
+    }  # fmt: skip
+
+
+def test_the_groups_pod_policy_admits_the_chart_and_holds_restricted_without_pod_security(
+    hardened, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    core, _ = hardened
+    admission = client.AdmissionregistrationV1Api(core.api_client)
+    policy, binding = groups.pod_policy()
+    admission.create_validating_admission_policy(policy)
+    admission.create_validating_admission_policy_binding(binding)
+    # a group's namespace as nuclab makes it (restricted), and one an admin relabelled privileged
+    # (Pod Security off): the policy alone must hold there
+    _namespace(core, "group-a", {**NAMESPACE_LABELS, groups.GROUP_LABEL: "a"})
+    relabelled = {**NAMESPACE_LABELS, groups.GROUP_LABEL: "b",
+                  "pod-security.kubernetes.io/enforce": "privileged"}  # fmt: skip
+    _namespace(core, "group-b", relabelled)
+    escapes = _escapes()
+    probe = escapes["NET_ADMIN"]
+    deadline = time.monotonic() + 60
+    while (
+        _create(core, "group-b", {**probe, "metadata": {"name": f"p{int(time.monotonic())}"}}) == ""
+    ):
+        assert time.monotonic() < deadline, "the policy never took effect"
+        time.sleep(1)
+    status = admission.read_validating_admission_policy(groups.POD_POLICY).status
+    assert not (status.type_checking and status.type_checking.expression_warnings), status
+    for namespace in ("group-a", "group-b"):
+        assert _create(core, namespace, _pod("restricted", privileged=False)) == "", namespace
+        for pod in _chart_pods(tmp_path):
+            assert _create(core, namespace, pod) == "", (namespace, pod["metadata"]["name"])
+    for what, pod in escapes.items():
+        # the policy answers 422 Invalid, Pod Security 403 Forbidden
+        refused = _create(core, "group-b", pod)
+        assert refused.startswith("422 ") and groups.POD_POLICY in refused, (what, refused)
+        assert _create(core, "group-a", pod) != "", what
 
 
 def test_event_rate_limit_refuses_a_namespaces_events_beyond_the_burst(hardened) -> None:  # type: ignore[no-untyped-def]

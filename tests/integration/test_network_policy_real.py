@@ -189,7 +189,12 @@ def _probe_pod(core: Any, name: str, labels: dict[str, str], image: str, targets
             "spec": {
                 "nodeSelector": {"nuclab.io/node-kind": "real"},
                 "automountServiceAccountToken": False,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
+                # Pod Security restricted, which the experiment namespace enforces
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65534,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "terminationGracePeriodSeconds": 0,
                 "containers": [
                     {
@@ -198,6 +203,10 @@ def _probe_pod(core: Any, name: str, labels: dict[str, str], image: str, targets
                         "imagePullPolicy": "Never",
                         "command": ["python3", "-c", PROBE, *targets],
                         "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
                     }
                 ],
             },

@@ -161,6 +161,49 @@ def test_an_unchanged_release_is_not_upgraded() -> None:
         assert deploy.chart_changes(again, chart, {"a": 1}), status
 
 
+class NamespaceApi:
+    """The two calls ensure_namespace makes, on one namespace's labels (None: no namespace)."""
+
+    def __init__(self, labels: dict[str, str] | None) -> None:
+        self.labels = labels
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def get(self, path: str) -> dict[str, Any]:
+        if self.labels is None:
+            raise deploy.ApiError(404, "Not Found", path)
+        return {"metadata": {"name": "nuclab", "labels": self.labels}}
+
+    def request(self, method: str, path: str, body: dict[str, Any], **_: Any) -> None:
+        self.requests.append((method, body))
+        self.labels = {**(self.labels or {}), **body["metadata"]["labels"]}
+
+
+def test_experiment_namespaces_enforce_audit_and_warn_pod_security_restricted() -> None:
+    levels = {
+        key.rsplit("/", 1)[1]: value
+        for key, value in deploy.NAMESPACE_LABELS.items()
+        if key.startswith("pod-security.kubernetes.io/")
+    }
+    assert levels == {"enforce": "restricted", "audit": "restricted", "warn": "restricted"}
+    new = NamespaceApi(None)
+    assert deploy.ensure_namespace(new, "nuclab")  # type: ignore[arg-type]
+    assert new.requests[0][1]["metadata"]["labels"] == deploy.NAMESPACE_LABELS
+    # a namespace labelled before the node agent (enforce privileged for netem's init
+    # container) is relabelled restricted; check mode only says it would be
+    before = {
+        "app.kubernetes.io/part-of": "nuclab",
+        "pod-security.kubernetes.io/enforce": "privileged",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+    old = NamespaceApi(dict(before))
+    assert deploy.ensure_namespace(old, "nuclab", check=True)  # type: ignore[arg-type]
+    assert (old.requests, old.labels) == ([], before)
+    assert deploy.ensure_namespace(old, "nuclab")  # type: ignore[arg-type]
+    assert [method for method, _ in old.requests] == ["PATCH"]
+    assert old.labels == deploy.NAMESPACE_LABELS
+    assert not deploy.ensure_namespace(old, "nuclab")  # type: ignore[arg-type]
+
+
 def pod(name: str, phase: str = "Running", revision: str = "r1") -> dict[str, Any]:
     return {
         "metadata": {"name": name, "labels": {"controller-revision-hash": revision}},

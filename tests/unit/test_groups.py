@@ -135,3 +135,19 @@ def test_a_namespaces_kafka_acls_are_prefixed_topics_and_groups_only() -> None:
         ("group", "nuclab-a.", "prefix"),
     }
     assert all("All" not in a["operations"] and "Alter" not in a["operations"] for a in acls)
+
+
+def test_the_groups_pod_policy_makes_no_exception_for_any_container() -> None:
+    """Every rule holds for every container, init containers included: the netem init
+    container's exception (root with NET_ADMIN) is gone with it. The policy's behaviour on a
+    real API server: tests/integration/test_cis_apiserver.py."""
+    policy, binding = groups.pod_policy()
+    assert [v["name"] for v in policy["spec"]["variables"]] == ["containers", "pod", "contexts"]
+    assert "initContainers" in policy["spec"]["variables"][0]["expression"]
+    text = yaml.safe_dump(policy)
+    assert "netem" not in text and "NET_ADMIN" not in text
+    assert "'NET_BIND_SERVICE'" in text  # the one capability restricted lets a container add
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": groups.GROUP_LABEL, "operator": "Exists"}
+    ]

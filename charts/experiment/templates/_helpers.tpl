@@ -105,10 +105,19 @@ prometheus.io/* scrape annotations).
 {{- end }}
 {{- end }}
 
+{{/*
+Whether the experiment asks for netem (latency or loss, per peer or in the matrix): NOTES.txt
+says what the nodes need. nuclab's node agent (roles/net_agent) applies it, not the pods.
+*/}}
 {{- define "experiment.netem" -}}
 {{- with .Values.network }}
 {{- if or (gt (float64 .latency) 0.0) (gt (float64 .loss) 0.0) }}
 {{- true }}
+{{- end }}
+{{- range .matrix }}
+{{- if or (gt (float64 (.delay | default 0)) 0.0) (gt (float64 (.loss | default 0)) 0.0) }}
+{{- true }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

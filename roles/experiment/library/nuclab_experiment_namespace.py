@@ -10,10 +10,12 @@ DOCUMENTATION = r"""
 module: nuclab_experiment_namespace
 short_description: Ensure the experiments' namespace and its Pod Security labels
 description:
-  - Creates the namespace with the labels C(app.kubernetes.io/part-of=nuclab),
-    C(pod-security.kubernetes.io/enforce=privileged) (netem's init container needs
-    C(NET_ADMIN)) and C(pod-security.kubernetes.io/audit=restricted), or adds those labels to
-    a namespace that lacks them (C(nuclab.deploy.ensure_namespace), as C(nuclab create) does).
+  - Creates the namespace with the labels C(app.kubernetes.io/part-of=nuclab) and
+    C(pod-security.kubernetes.io/enforce=restricted) (and C(audit), C(warn) at the same level),
+    or sets those labels on a namespace that lacks them or has others
+    (C(nuclab.deploy.ensure_namespace), as C(nuclab create) does).
+  - No experiment pod needs more than C(restricted): nuclab's node agent (roles/net_agent)
+    applies latency, jitter and loss from the node.
   - Talks to the API with the kubeconfig's certificates or token (C(nuclab.kube)); the
     kubernetes Python package, whose import takes seconds, is loaded only for a kubeconfig
     with an exec plugin or an auth provider.
