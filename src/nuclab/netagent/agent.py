@@ -130,7 +130,7 @@ def apply(settings: Settings, pid: int, p: planning.Plan, back: Mapping[str, Any
 def network_of(configmap: Any) -> dict[str, Any]:
     """The network settings a chart wrote, with every number finite and not negative (tenants
     write their ConfigMaps: nothing else reaches tc)."""
-    raw = json.loads((configmap.data or {}).get(NETWORK_KEY) or "{}")
+    raw = json.loads((configmap.get("data") or {}).get(NETWORK_KEY) or "{}")
     numbers = ("latency", "jitter", "loss")
     entries = raw.get("matrix") or []
     if not isinstance(entries, list):
@@ -171,29 +171,40 @@ def _published(p: planning.Plan, back: Mapping[str, Any], error: str | None, syn
     )
 
 
+def _items(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """A list call's items as plain JSON: the client's models cost more CPU than the agent's
+    whole round on a lab with hundreds of peers."""
+    return json.loads(call(_preload_content=False, **kwargs).data).get("items") or []
+
+
 def round_once(settings: Settings, core: Any, state: State) -> int:
     """One pass over this node's peers; the number of peers that carry what they should."""
-    nodes = core.list_node().items
-    zones = {n.metadata.name: (n.metadata.labels or {}).get(ZONE_LABEL, "") for n in nodes}
-    pods = core.list_pod_for_all_namespaces(label_selector=PEER_SELECTOR).items
-    maps = core.list_config_map_for_all_namespaces(label_selector=NETWORK_SELECTOR).items
+    nodes = _items(core.list_node)
+    zones = {n["metadata"]["name"]: _labels(n).get(ZONE_LABEL, "") for n in nodes}
+    pods = _items(core.list_pod_for_all_namespaces, label_selector=PEER_SELECTOR)
+    maps = _items(core.list_config_map_for_all_namespaces, label_selector=NETWORK_SELECTOR)
     world = World(
         zones=zones,
-        networks={(m.metadata.namespace, m.metadata.labels[EXPERIMENT_LABEL]): m for m in maps},
+        networks={(m["metadata"]["namespace"], _labels(m)[EXPERIMENT_LABEL]): m for m in maps},
     )
     for pod in pods:
-        key = (pod.metadata.namespace, pod.metadata.labels[EXPERIMENT_LABEL])
-        zone = zones.get(pod.spec.node_name or "", "")
-        world.peers.setdefault(key, []).append((pod.status.pod_ip or "", zone))
+        key = (pod["metadata"]["namespace"], _labels(pod)[EXPERIMENT_LABEL])
+        zone = zones.get(pod["spec"].get("nodeName") or "", "")
+        world.peers.setdefault(key, []).append((pod.get("status", {}).get("podIP") or "", zone))
     in_sync = 0
     for pod in pods:
-        if pod.spec.node_name != settings.node or pod.spec.host_network:
+        spec, status = pod["spec"], pod.get("status") or {}
+        if spec.get("nodeName") != settings.node or spec.get("hostNetwork"):
             continue
-        if pod.status.phase != "Running" or not pod.status.pod_ip:
+        if status.get("phase") != "Running" or not status.get("podIP"):
             continue
         in_sync += shape(settings, core, state, world, pod)
     _forget(state, world.seen)
     return in_sync
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    return obj["metadata"].get("labels") or {}
 
 
 @dataclass
@@ -209,17 +220,19 @@ class World:
 def shape(settings: Settings, core: Any, state: State, world: World, pod: Any) -> bool:
     """Bring one local peer to its plan, and publish what it carries; True when in sync."""
     seen = world.seen
-    namespace, name = pod.metadata.namespace, pod.metadata.name
-    experiment = pod.metadata.labels[EXPERIMENT_LABEL]
+    meta = pod["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    experiment = _labels(pod)[EXPERIMENT_LABEL]
+    address = pod["status"]["podIP"]
     error, back = None, {"root": None, "classes": {}, "filters": {}}
     p = planning.Plan(default=planning.Link())
     try:
         configmap = world.networks.get((namespace, experiment))
         network = network_of(configmap) if configmap is not None else {}
         peers = world.peers[(namespace, experiment)]
-        p = planning.plan(world.zones.get(settings.node, ""), network, peers, pod.status.pod_ip)
-        pid = pod_pid(settings.proc, pod.metadata.uid, state.pids.get(pod.metadata.uid))
-        state.pids[pod.metadata.uid] = pid
+        p = planning.plan(world.zones.get(settings.node, ""), network, peers, address)
+        pid = pod_pid(settings.proc, uid, state.pids.get(uid))
+        state.pids[uid] = pid
         back = read_device(settings, pid)
         if back != planning.expected(p):
             log.info("%s/%s: applying %s", namespace, name, planning.expected(p))
@@ -245,7 +258,7 @@ def shape(settings: Settings, core: Any, state: State, world: World, pod: Any) -
         LOSS.labels(*labels).set(row["loss_percent"] / 100)
         seen.add(("link", *labels))
     text = _published(p, back, error, sync)
-    current = (pod.metadata.annotations or {}).get(ANNOTATION)
+    current = (meta.get("annotations") or {}).get(ANNOTATION)
     if current != text and state.published.get((namespace, name)) != text:
         patch = {"metadata": {"annotations": {ANNOTATION: text}}}
         core.patch_namespaced_pod(name, namespace, patch)
