@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from nuclab import spec
+from nuclab.lab import ZONE_LABEL
 
 EXPERIMENT_LABEL = "nuclab.io/experiment"
 COLUMNS = (
@@ -292,7 +293,6 @@ def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 NETEM_LABEL = "nuclab.io/netem"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 def network_refusal(

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from nuclab.netagent import agent
+from nuclab.netagent import accuracy, agent
 from nuclab.netagent import plan as planning
 from tests.integration.realnodes import (
     NAMESPACE,
+    NUCLAB,
     REAL,
     create,
     nuclab,
@@ -222,6 +223,63 @@ def test_a_new_matrix_and_a_replaced_peer_reach_the_rules_without_restarting_any
         60, "peer 1's filter to follow peer 0's new address", step=2,
     )  # fmt: skip
     assert _pod(core, 1).metadata.uid == before[1]
+    # and the new peer 0 is shaped and annotated (it has the old one's name, not its UID)
+    wait_for(
+        lambda: _links(_applied(core, 0)) == [(_other_zone(core, 0), 10.0, 1)],
+        30, "the new peer 0's annotation", step=1,
+    )  # fmt: skip
+
+
+def test_the_dataset_holds_each_link_configured_applied_and_over_time(zones: Any) -> None:
+    """The export records the agent's read-back in the manifest's ``network`` table (per
+    directed zone pair) and the agent's series (scraped by the lab's PodMonitor
+    nuclab-net-agent); the report shows the table."""
+    _core, tmp = zones
+    from nuclab.report.data import Dataset
+
+    def exported() -> Path | None:
+        """A dataset with the agent's series, exported once both peers carry their links (the
+        replaced peer of the test before may still be on its way)."""
+        if not all(
+            _links(_applied(zones[0], i)) == [(_other_zone(zones[0], i), 10.0, 1)] for i in (0, 1)
+        ):
+            return None
+        out = tmp / f"ds-{time.monotonic_ns()}"
+        nuclab("export", NAME, "--output", str(out))
+        manifest = json.loads((out / "manifest.json").read_text())
+        return out if "nuclab_netagent_link_rate_bits" in (manifest.get("metrics") or {}) else None
+
+    dataset = wait_for(exported, 120, "the agent's series to reach the lab's Prometheus", step=5)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    rows = {(r["from"], r["to"]): r for r in manifest["network"]}
+    assert set(rows) == {("zone-a", "zone-b"), ("zone-b", "zone-a")}
+    for row in rows.values():
+        assert row["configured"] == {
+            "delay_ms": 0.0, "jitter_ms": 0.0, "loss_percent": 0.0, "rate_mbit": 10.0,
+        }  # fmt: skip
+        assert row["applied"]["rate_mbit"] == [10.0]
+        assert (row["peers"], row["peers_in_sync"]) == (1, 1)
+        assert accuracy.matches(row)
+    rates = Dataset(dataset).metric(
+        "nuclab_netagent_link_rate_bits", "nuclab_netagent_link_rate_bits"
+    )
+    assert {s.labels["pod"] for s in rates} == {f"nuclab-exp-{NAME}-0", f"nuclab-exp-{NAME}-1"}
+    assert all(s.labels["experiment"] == NAME and s.labels["namespace"] == NAMESPACE for s in rates)
+    # each peer's newest series ends at 10 Mbit/s (a series of the replaced peer 0 may end
+    # before the update reached a scrape)
+    newest = {}
+    for series in sorted(rates, key=lambda s: float(s.t[-1])):
+        newest[series.labels["pod"]] = float(series.v[-1])
+    assert newest == {f"nuclab-exp-{NAME}-0": 10e6, f"nuclab-exp-{NAME}-1": 10e6}
+    page = tmp / "report.html"
+    done = subprocess.run(
+        [NUCLAB, "report", str(dataset), "--output", str(page)], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    assert "Network emulation: configured, applied, measured" in text
+    assert "zone-a &gt; zone-b" in text and "rate 10 Mbit/s" in text
 
 
 def test_a_scale_reaches_the_rules_within_10_s_and_a_delete_leaves_nothing(zones: Any) -> None:

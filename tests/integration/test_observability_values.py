@@ -25,6 +25,7 @@ def test_every_values_file_is_rendered(values: dict[str, Any]) -> None:
         "kube-prometheus-stack.yaml",
         "prometheus-pushgateway.yaml",
         "podmonitor-nuclab-experiments.yaml",
+        "podmonitor-nuclab-net-agent.yaml",
         "loki.yaml",
         "alloy.yaml",
         "config.alloy",

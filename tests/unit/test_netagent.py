@@ -131,3 +131,41 @@ def test_the_agent_finds_a_pods_process_by_its_cgroup(tmp_path: Path) -> None:
     assert agent.pod_pid(tmp_path, uid, cached=42) == 42
     with pytest.raises(agent.AgentError, match="no process of pod"):
         agent.pod_pid(tmp_path, "ffffffff-0000-0000-0000-000000000000")
+
+
+def _manifest(applied_b: dict | None) -> dict:
+    return {
+        "spec": {"network": {"latency": 0, "jitter": 0, "loss": 0, "matrix": [
+            {"from": "zone-a", "to": "zone-b", "delay": 0, "jitter": 0, "loss": 0, "rate": 4,
+             "symmetric": True},
+        ]}},
+        "nodes": [
+            {"name": "n2", "labels": {"topology.kubernetes.io/zone": "zone-a"}},
+            {"name": "n4", "labels": {"topology.kubernetes.io/zone": "zone-b"}},
+        ],
+        "pods": [
+            {"name": "p-0", "node": "n2", "network_applied": {"in_sync": True, "links": [
+                {"to": "zone-b", "rate_mbit": 4.0, "delay_ms": 0.0, "jitter_ms": 0.0,
+                 "loss_percent": 0.0, "peers": 1}]}},
+            {"name": "p-1", "node": "n4", "network_applied": applied_b},
+            {"name": "p-loadgen-x", "node": "n2", "network_applied": None},
+        ],
+    }  # fmt: skip
+
+
+def test_the_datasets_table_holds_each_link_configured_and_applied() -> None:
+    from nuclab.netagent import accuracy
+
+    wrong = {"in_sync": False, "error": "tc: boom", "links": [
+        {"to": "zone-a", "rate_mbit": 2.0, "delay_ms": 0.0, "jitter_ms": 0.0,
+         "loss_percent": 0.0, "peers": 1}]}  # fmt: skip
+    rows = {(r["from"], r["to"]): r for r in accuracy.links(_manifest(wrong))}
+    assert set(rows) == {("zone-a", "zone-b"), ("zone-b", "zone-a")}
+    ab, ba = rows[("zone-a", "zone-b")], rows[("zone-b", "zone-a")]
+    assert ab["configured"]["rate_mbit"] == 4.0 and ab["applied"]["rate_mbit"] == [4.0]
+    assert (ab["peers"], ab["peers_in_sync"]) == (1, 1) and accuracy.matches(ab)
+    assert ba["applied"]["rate_mbit"] == [2.0] and not accuracy.matches(ba)
+    # a peer without an agent's record (no agent on its node) is not counted as carrying it
+    rows = {(r["from"], r["to"]): r for r in accuracy.links(_manifest(None))}
+    assert rows[("zone-b", "zone-a")]["peers"] == 0
+    assert not accuracy.matches(rows[("zone-b", "zone-a")])

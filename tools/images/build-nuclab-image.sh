@@ -89,7 +89,8 @@ else
   log "building $name from $base (no network)"
   podman build --network=none --pull=never -q \
     --build-arg "BASE=$base" --build-arg "NUCLAB_VERSION=$version" \
-    --build-arg "NUCLAB_COMMIT=$commit" --label "io.nuclab.image-key=$key" \
+    --build-arg "NUCLAB_COMMIT=$commit" --build-arg "NUCLAB_IMAGE_KEY=$key" \
+    --label "io.nuclab.image-key=$key" \
     -t "$name" -f "$repo/Containerfile" "$ctx" >/dev/null
   log "built $name (key $key)"
 fi

@@ -88,6 +88,17 @@ def nodes_info(core: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda n: n["name"])
 
 
+NETWORK_APPLIED = "nuclab.io/network-applied"
+
+
+def _json_annotation(pod: Any, key: str) -> Any:
+    text = (pod.metadata.annotations or {}).get(key)
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 def pods_info(core: Any, experiment: str, namespace: str = HELM_NAMESPACE) -> list[dict[str, Any]]:
     pods = core.list_namespaced_pod(
         namespace, label_selector=f"{EXPERIMENT_LABEL}={experiment}"
@@ -100,6 +111,8 @@ def pods_info(core: Any, experiment: str, namespace: str = HELM_NAMESPACE) -> li
                 "name": p.metadata.name,
                 "node": p.spec.node_name,
                 "phase": p.status.phase,
+                # what the node agent read back from the peer's device (nuclab.netagent)
+                "network_applied": _json_annotation(p, NETWORK_APPLIED),
                 "containers": [
                     {
                         "name": c.name,

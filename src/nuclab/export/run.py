@@ -26,6 +26,7 @@ from nuclab.export.prom import (
     plan_chunks,
     step_ms_of,
 )
+from nuclab.netagent import accuracy
 from nuclab.rerun import recorded_parent
 
 FORMAT = "nuclab-dataset/1"
@@ -318,6 +319,7 @@ def _manifest(
         "images": None,
         "k3s_versions": None,
         "rerun_of": None,
+        "network": None,
     }
     if release is not None:
         latest = release.latest
@@ -342,6 +344,7 @@ def _manifest(
             {n["kubelet_version"] for n in m["nodes"] if n["kubelet_version"]}
         )
         m["pods"] = cluster.pods_info(core, opts.experiment, opts.namespace)
+        m["network"] = accuracy.links(m)
         images = {(c["image"], c["image_id"]) for p in m["pods"] for c in p["containers"]}
         m["images"] = [{"image": i, "digest": d} for i, d in sorted(images, key=str)]
     return m

@@ -25,6 +25,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from nuclab.lab import ZONE_LABEL
 from nuclab.netagent import plan as planning
 
 log = logging.getLogger("nuclab.netagent")
@@ -33,7 +34,6 @@ EXPERIMENT_LABEL = "nuclab.io/experiment"
 PEER_SELECTOR = f"{EXPERIMENT_LABEL},app.kubernetes.io/component=peer"
 NETWORK_SELECTOR = f"{EXPERIMENT_LABEL},nuclab.io/network"
 NETWORK_KEY = "network.json"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 ANNOTATION = "nuclab.io/network-applied"
 
 _LABELS = ("namespace", "pod", "experiment", "to")
@@ -66,7 +66,7 @@ class Settings:
 @dataclass
 class State:
     pids: dict[str, int] = field(default_factory=dict)  # pod UID -> a process in the pod
-    published: dict[tuple[str, str], str] = field(default_factory=dict)
+    published: dict[str, str] = field(default_factory=dict)  # pod UID -> its annotation
     series: set[tuple[str, ...]] = field(default_factory=set)
 
 
@@ -192,13 +192,18 @@ def round_once(settings: Settings, core: Any, state: State) -> int:
         zone = zones.get(pod["spec"].get("nodeName") or "", "")
         world.peers.setdefault(key, []).append((pod.get("status", {}).get("podIP") or "", zone))
     in_sync = 0
+    local = set()
     for pod in pods:
         spec, status = pod["spec"], pod.get("status") or {}
         if spec.get("nodeName") != settings.node or spec.get("hostNetwork"):
             continue
         if status.get("phase") != "Running" or not status.get("podIP"):
             continue
+        local.add(pod["metadata"]["uid"])
         in_sync += shape(settings, core, state, world, pod)
+    # A replaced peer has the name of the one before it, not its UID: it is annotated anew.
+    state.pids = {uid: pid for uid, pid in state.pids.items() if uid in local}
+    state.published = {uid: text for uid, text in state.published.items() if uid in local}
     _forget(state, world.seen)
     return in_sync
 
@@ -259,10 +264,10 @@ def shape(settings: Settings, core: Any, state: State, world: World, pod: Any) -
         seen.add(("link", *labels))
     text = _published(p, back, error, sync)
     current = (meta.get("annotations") or {}).get(ANNOTATION)
-    if current != text and state.published.get((namespace, name)) != text:
+    if current != text and state.published.get(uid) != text:
         patch = {"metadata": {"annotations": {ANNOTATION: text}}}
         core.patch_namespaced_pod(name, namespace, patch)
-        state.published[(namespace, name)] = text
+        state.published[uid] = text
     return sync
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nuclab.errors import NuclabError, ValidationError
-from nuclab.report import plots
+from nuclab.report import compare, plots
 from nuclab.report.data import Dataset, once_per_pod, overall_percentiles
 
 # (section title, family, metric, kind, y label, scale)
@@ -63,6 +63,56 @@ def _node_row(n: dict) -> str:
         labels,
     ]
     return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+
+def _link_text(values: dict) -> str:
+    """A link's settings in the spec's units; a list where the peers carried different ones."""
+    parts = []
+    for key, unit, label in (
+        ("delay_ms", "ms", "delay"),
+        ("jitter_ms", "ms", "jitter"),
+        ("loss_percent", "%", "loss"),
+        ("rate_mbit", " Mbit/s", "rate"),
+    ):
+        value = values.get(key)
+        shown = value if isinstance(value, list) else [value]
+        if key == "rate_mbit":
+            text = "/".join("unlimited" if v is None else f"{v:g}{unit}" for v in shown)
+        elif any(shown):
+            text = "/".join(f"{v:g}{unit}" for v in shown if v is not None)
+        else:
+            continue
+        parts.append(f"{label} {text}")
+    return ", ".join(parts) or "-"
+
+
+def _network_section(ds: Dataset) -> list[str]:
+    """Configured, applied (read back by the node agent) and measured (the probe's median RTT
+    between the zones, against the configured delay both ways), per directed zone pair."""
+    rows = ds.manifest.get("network")
+    if not rows:
+        return []
+    rtt = compare.zone_pair_rtt(ds)
+    configured = {(r["from"], r["to"]): r["configured"] for r in rows}
+    head = ("<tr><th>link</th><th>configured</th><th>applied (read back)</th><th>peers in sync"
+            "</th><th>probe RTT p50</th><th>configured delay, both ways</th></tr>")  # fmt: skip
+    body = ""
+    for row in rows:
+        src, dst = row["from"], row["to"]
+        both = [configured.get(p) for p in ((src, dst), (dst, src))]
+        delay = f"{sum(c['delay_ms'] for c in both if c):g} ms" if src != "*" and all(both) else "-"
+        measured = rtt.get(f"rtt_p50_ms[{src}>{dst}]")
+        cells = [
+            f"{src} > {dst}", _link_text(row["configured"]),
+            _link_text(row["applied"]) if row["peers"] else "no peer read back",
+            f"{row['peers_in_sync']}/{row['peers']}",
+            "-" if measured is None else f"{measured:.3f} ms", delay,
+        ]  # fmt: skip
+        body += "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+    return [
+        "<h2>Network emulation: configured, applied, measured</h2>",
+        f"<table>{head}{body}</table>",
+    ]
 
 
 def render(ds: Dataset) -> tuple[str, list[str]]:
@@ -126,6 +176,7 @@ def render(ds: Dataset) -> tuple[str, list[str]]:
         overall = overall_percentiles(lat)
         parts.append(_table([(k, f"{v * 1000:.3f} ms") for k, v in overall.items()]))
 
+    parts += _network_section(ds)
     nodes = m.get("nodes") or []
     if nodes:
         parts.append("<h2>Nodes</h2>")
