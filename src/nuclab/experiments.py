@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from nuclab import spec
-from nuclab.lab import ZONE_LABEL
+from nuclab.spec import ZONE_LABEL
 
 EXPERIMENT_LABEL = "nuclab.io/experiment"
 COLUMNS = (

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from nuclab.errors import ValidationError
+from nuclab.spec import ZONE_LABEL
 
 LAB_ROLES = ("server", "client", "worker")
 AGENT_ROLES = ("client", "worker")
@@ -25,7 +26,6 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 PREFIX = "nuclab.io/"
 ROLE_LABEL = PREFIX + "role"
 TELEMETRY_LABEL = PREFIX + "telemetry"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 SIM_LABEL = PREFIX + "simulated"
 # On the simulated lab: whether a node is a kwok node (nothing runs) or a real kubelet node.
 NODE_KINDS = ("kwok", "real")

@@ -51,6 +51,8 @@ NAME_HELP = f"experiment name (a DNS-1123 label of at most {NAME_MAX} characters
 RAM_MIN_MIB = 6
 PEERS_MAX = 5000
 ROLES = ("server", "client", "worker")
+# The node label of a node's zone (the field zones, the matrix, the lab's placement).
+ZONE_LABEL = "topology.kubernetes.io/zone"
 # Node labels nuclab.io/<key> the spec sets through a field of its own.
 RESERVED_NODE_LABELS = {"role": "nuclab.io/role is the field role (--role)"}
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")

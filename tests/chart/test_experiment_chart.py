@@ -477,9 +477,7 @@ def test_the_network_configmap_carries_what_the_node_agent_applies(render: Rende
     assert cm["metadata"]["labels"]["nuclab.io/experiment"] == "purple"
     network = agent.network_of(cm)
     assert (network["latency"], network["jitter"], network["loss"]) == (20, 2.5, 0.5)
-    network = agent.network_of(
-        type("CM", (), {"data": configmap(render(MATRIX["network-matrix"]), "-network")["data"]})()
-    )
+    network = agent.network_of(configmap(render(MATRIX["network-matrix"]), "-network"))
     peers = [("10.0.0.2", "zone-a"), ("10.0.0.3", "zone-b"), ("10.0.0.4", "zone-c")]
     links = {
         zone: [(c.zone, c.link) for c in plan.plan(zone, network, peers).classes]

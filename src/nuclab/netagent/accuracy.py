@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nuclab.lab import ZONE_LABEL
-from nuclab.spec import directed_matrix
+from nuclab.spec import ZONE_LABEL, directed_matrix
 
 KEYS = ("delay_ms", "jitter_ms", "loss_percent", "rate_mbit")
 

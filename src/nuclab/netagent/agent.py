@@ -25,8 +25,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from nuclab.lab import ZONE_LABEL
 from nuclab.netagent import plan as planning
+from nuclab.spec import ZONE_LABEL
 
 log = logging.getLogger("nuclab.netagent")
 
