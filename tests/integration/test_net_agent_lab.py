@@ -237,19 +237,30 @@ def test_the_dataset_holds_each_link_configured_applied_and_over_time(zones: Any
     _core, tmp = zones
     from nuclab.report.data import Dataset
 
+    def newest(dataset: Path) -> dict[str, float]:
+        """Each peer's rate in the dataset's newest series of it (a series of the replaced
+        peer 0 may end before the update reached a scrape)."""
+        family = "nuclab_netagent_link_rate_bits"
+        found = {}
+        for series in sorted(Dataset(dataset).metric(family, family), key=lambda s: s.t[-1]):
+            found[series.labels["pod"]] = float(series.v[-1])
+        return found
+
     def exported() -> Path | None:
-        """A dataset with the agent's series, exported once both peers carry their links (the
-        replaced peer of the test before may still be on its way)."""
+        """A dataset whose newest samples show the update: the agent's gauges reach Prometheus
+        at its next scrape of them, and the export's last step may come before that."""
         if not all(
             _links(_applied(zones[0], i)) == [(_other_zone(zones[0], i), 10.0, 1)] for i in (0, 1)
         ):
-            return None
+            return None  # the replaced peer of the test before may still be on its way
         out = tmp / f"ds-{time.monotonic_ns()}"
         nuclab("export", NAME, "--output", str(out))
         manifest = json.loads((out / "manifest.json").read_text())
-        return out if "nuclab_netagent_link_rate_bits" in (manifest.get("metrics") or {}) else None
+        if "nuclab_netagent_link_rate_bits" not in (manifest.get("metrics") or {}):
+            return None
+        return out if set(newest(out).values()) == {10e6} else None
 
-    dataset = wait_for(exported, 120, "the agent's series to reach the lab's Prometheus", step=5)
+    dataset = wait_for(exported, 180, "the agent's 10 Mbit/s to reach the dataset", step=5)
     manifest = json.loads((dataset / "manifest.json").read_text())
     rows = {(r["from"], r["to"]): r for r in manifest["network"]}
     assert set(rows) == {("zone-a", "zone-b"), ("zone-b", "zone-a")}
@@ -265,12 +276,7 @@ def test_the_dataset_holds_each_link_configured_applied_and_over_time(zones: Any
     )
     assert {s.labels["pod"] for s in rates} == {f"nuclab-exp-{NAME}-0", f"nuclab-exp-{NAME}-1"}
     assert all(s.labels["experiment"] == NAME and s.labels["namespace"] == NAMESPACE for s in rates)
-    # each peer's newest series ends at 10 Mbit/s (a series of the replaced peer 0 may end
-    # before the update reached a scrape)
-    newest = {}
-    for series in sorted(rates, key=lambda s: float(s.t[-1])):
-        newest[series.labels["pod"]] = float(series.v[-1])
-    assert newest == {f"nuclab-exp-{NAME}-0": 10e6, f"nuclab-exp-{NAME}-1": 10e6}
+    assert newest(dataset) == {f"nuclab-exp-{NAME}-0": 10e6, f"nuclab-exp-{NAME}-1": 10e6}
     page = tmp / "report.html"
     done = subprocess.run(
         [NUCLAB, "report", str(dataset), "--output", str(page)], capture_output=True, text=True,
