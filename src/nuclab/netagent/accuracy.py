@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nuclab.spec import ZONE_LABEL, directed_matrix
+from nuclab.report.compare import peer_zones
+from nuclab.spec import directed_matrix
 
 KEYS = ("delay_ms", "jitter_ms", "loss_percent", "rate_mbit")
 
@@ -26,12 +27,6 @@ def _configured(link: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pod_zones(manifest: Mapping[str, Any]) -> dict[str, str]:
-    nodes = manifest.get("nodes") or []
-    zones = {n.get("name"): (n.get("labels") or {}).get(ZONE_LABEL) for n in nodes}
-    return {p["name"]: zones.get(p.get("node")) or "" for p in manifest.get("pods") or []}
-
-
 def links(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The configured links and, for each, what the peers of its source zone carried."""
     network = (manifest.get("spec") or {}).get("network") or {}
@@ -44,7 +39,7 @@ def links(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         configured[("*", "*")] = default
     for pair, link in directed_matrix(list(network.get("matrix") or [])).items():
         configured[pair] = _configured(link)
-    zones = _pod_zones(manifest)
+    zones = peer_zones(manifest)  # the compare's placement of peers, by the manifest
     rows = []
     for (src, dst), want in sorted(configured.items()):
         applied: list[dict[str, Any]] = []

@@ -175,7 +175,7 @@ def parse_thresholds(given: Sequence[str]) -> dict[str, float]:
 ZONE_PAIR_KEY = re.compile(r"rtt_p50_ms\[[^\]>=]+>[^\]>=]+\]")
 
 
-def _peer_zones(manifest: dict) -> dict[str, str]:
+def peer_zones(manifest: dict) -> dict[str, str]:
     """Peer (pod) name -> the zone of the node it ran on, where the manifest says both."""
     nodes = manifest.get("nodes") if isinstance(manifest.get("nodes"), list) else []
     pods = manifest.get("pods") if isinstance(manifest.get("pods"), list) else []
@@ -188,7 +188,7 @@ def _peer_zones(manifest: dict) -> dict[str, str]:
 
 def zone_pair_rtt(ds: Dataset) -> dict[str, float]:
     """``rtt_p50_ms[ZONE>ZONE]`` -> the median RTT (ms) from peers in one zone to the other's."""
-    zones = _peer_zones(ds.manifest)
+    zones = peer_zones(ds.manifest)
     groups: dict[str, list[Series]] = {}
     for b in ds.metric(_RTT, f"{_RTT}_bucket"):
         src, dst = zones.get(b.labels.get("source", "")), zones.get(b.labels.get("target", ""))
