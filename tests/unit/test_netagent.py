@@ -133,6 +133,76 @@ def test_the_agent_finds_a_pods_process_by_its_cgroup(tmp_path: Path) -> None:
         agent.pod_pid(tmp_path, "ffffffff-0000-0000-0000-000000000000")
 
 
+# A peer's namespace (this kernel's /proc/<pid>/net/fib_trie for a veth at 10.42.1.5/24).
+FIB_TRIE = """Local:
+  +-- 0.0.0.0/1 2 0 2
+     +-- 10.42.1.0/24 2 0 2
+        +-- 10.42.1.0/29 2 0 2
+           |-- 10.42.1.0
+              /24 link UNICAST
+           |-- 10.42.1.5
+              /32 host LOCAL
+        |-- 10.42.1.255
+           /32 link BROADCAST
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.1
+              /32 host LOCAL
+"""
+
+
+def test_the_agent_takes_only_a_process_in_the_pods_network_namespace(tmp_path: Path) -> None:
+    """Two processes of one pod's cgroup, one in a namespace without the pod's address (a
+    sandbox being replaced): the one that holds the address is shaped, also when the other was
+    cached."""
+    uid = "0b6f1c1e-3f1a-4c55-9a7e-2a1f8c9d0e11"
+    for pid, trie in ((40, FIB_TRIE.replace("10.42.1.5", "10.42.1.9")), (42, FIB_TRIE)):
+        (tmp_path / str(pid) / "net").mkdir(parents=True)
+        (tmp_path / str(pid) / "cgroup").write_text(f"0::/kubepods/pod{uid}/c\n")
+        (tmp_path / str(pid) / "net" / "fib_trie").write_text(trie)
+    assert agent.pod_pid(tmp_path, uid) == 40  # by cgroup alone: the first
+    assert agent.pod_pid(tmp_path, uid, address="10.42.1.5") == 42
+    assert agent.pod_pid(tmp_path, uid, cached=40, address="10.42.1.5") == 42
+    assert agent.holds_address(FIB_TRIE, "10.42.1.5")
+    assert not agent.holds_address(FIB_TRIE, "10.42.1.0")  # the subnet: a route, not an address
+    assert not agent.holds_address(FIB_TRIE, "10.42.1.255")
+    with pytest.raises(agent.AgentError, match=r"holding 10\.42\.1\.6"):
+        agent.pod_pid(tmp_path, uid, address="10.42.1.6")
+
+
+# What this kernel's tc printed for the CNI bandwidth plugin's layout at 8 Mbit/s: the veth's
+# bucket with the burst containerd asks for, and its ingress redirected to the plugin's ifb.
+PLUGIN_QDISCS = json.dumps([
+    {"kind": "tbf", "handle": "1:", "root": True, "refcnt": 3,
+     "options": {"rate": 1000000, "burst": 261993003, "lat": 275000001}},
+    {"kind": "ingress", "handle": "ffff:", "parent": "ffff:fff1", "options": {}},
+])  # fmt: skip
+PLUGIN_FILTERS = json.dumps([
+    {"parent": "ffff:", "protocol": "all", "pref": 49152, "kind": "u32", "chain": 0},
+    {"parent": "ffff:", "protocol": "all", "pref": 49152, "kind": "u32", "chain": 0, "options": {
+        "fh": "800::800", "order": 2048, "key_ht": "800", "bkt": "0", "not_in_hw": True,
+        "match": {"value": "0", "mask": "0", "offmask": "", "off": 0},
+        "actions": [{"order": 1, "kind": "mirred", "mirred_action": "redirect",
+                     "direction": "egress", "to_dev": "bwp7c3e", "control_action":
+                     {"type": "stolen"}, "index": 1, "ref": 1, "bind": 1}]}},
+])  # fmt: skip
+
+
+def test_the_bandwidth_plugins_bucket_is_bounded_to_10_ms_of_its_rate() -> None:
+    assert planning.bucket_fix(PLUGIN_QDISCS, "veth1") == [
+        "qdisc", "change", "dev", "veth1", "root", "handle", "1:", "tbf",
+        "rate", "8000000bit", "burst", "10000", "latency", "25ms",
+    ]  # fmt: skip
+    bounded = PLUGIN_QDISCS.replace("261993003", "10000")
+    assert planning.bucket_fix(bounded, "veth1") is None  # a second round changes nothing
+    slow = PLUGIN_QDISCS.replace('"rate": 1000000', '"rate": 12500')  # 100 kbit/s
+    assert planning.bucket_fix(slow, "veth1")[11] == str(4 * 1514)  # a few full frames at least
+    for other in ('[{"kind": "noqueue", "root": true}]', "[]", ""):
+        assert planning.bucket_fix(other, "veth1") is None  # no limit: nothing to bound
+    assert planning.redirected_to(PLUGIN_FILTERS) == ["bwp7c3e"]
+    assert planning.redirected_to("[]") == []
+
+
 def _manifest(applied_b: dict | None) -> dict:
     return {
         "spec": {"network": {"latency": 0, "jitter": 0, "loss": 0, "matrix": [

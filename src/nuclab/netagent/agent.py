@@ -7,6 +7,9 @@ experiment chart), plans each local peer's egress (``plan.plan``), reads back wh
 ``/proc``), applies the plan where the two differ, and publishes what it read back: the pod
 annotation ``nuclab.io/network-applied`` and the metrics ``nuclab_netagent_*``. A new spec, a
 scale or a deleted pod is one more round: no peer restarts.
+
+Once per peer it also bounds the CNI bandwidth plugin's two buckets (``plan.bucket_fix``) on the
+node's side of the peer's veth: the agent runs in the node's network namespace (hostNetwork).
 """
 
 from __future__ import annotations
@@ -60,12 +63,14 @@ class Settings:
     interval: float = 2.0
     proc: Path = Path("/proc")
     tc: str = "tc"
+    ip: str = "ip"
     nsenter: str = "nsenter"
 
 
 @dataclass
 class State:
     pids: dict[str, int] = field(default_factory=dict)  # pod UID -> a process in the pod
+    bounded: dict[str, int] = field(default_factory=dict)  # pod UID -> its pid when bounded
     published: dict[str, str] = field(default_factory=dict)  # pod UID -> its annotation
     series: set[tuple[str, ...]] = field(default_factory=set)
 
@@ -74,32 +79,83 @@ class AgentError(Exception):
     pass
 
 
-def pod_pid(proc: Path, uid: str, cached: int | None = None) -> int:
+def holds_address(fib_trie: str, address: str) -> bool:
+    """Whether a network namespace's ``/proc/<pid>/net/fib_trie`` has ``address`` as a local
+    (``host LOCAL``) address."""
+    lines = fib_trie.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() != f"|-- {address}":
+            continue
+        for following in lines[index + 1 :]:
+            if "--" in following:
+                break
+            if "host LOCAL" in following:
+                return True
+    return False
+
+
+def pod_pid(proc: Path, uid: str, cached: int | None = None, address: str = "") -> int:
     """A process of the pod ``uid``, found by its cgroup (cgroupfs ``pod<uid>`` or systemd's
-    ``pod<uid with _>``); kept while it lives."""
+    ``pod<uid with _>``) and, given the pod's ``address``, in a network namespace that holds it
+    (a pod's cgroup can hold a process outside the pod's namespace: a sandbox being replaced, an
+    exec being set up); kept while it is both."""
     needles = (f"pod{uid}", f"pod{uid.replace('-', '_')}")
 
     def member(pid: str) -> bool:
         try:
-            text = (proc / pid / "cgroup").read_text()
+            if not any(n in (proc / pid / "cgroup").read_text() for n in needles):
+                return False
+            return not address or holds_address((proc / pid / "net/fib_trie").read_text(), address)
         except OSError:
             return False
-        return any(n in text for n in needles)
 
     if cached is not None and member(str(cached)):
         return cached
     for entry in sorted(proc.iterdir(), key=lambda p: p.name):
         if entry.name.isdigit() and member(entry.name):
             return int(entry.name)
-    raise AgentError(f"no process of pod {uid} in {proc}")
+    holding = f" holding {address}" if address else ""
+    raise AgentError(f"no process of pod {uid}{holding} in {proc}")
+
+
+def _run(argv: list[str], stdin: str | None = None) -> str:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AgentError(" ".join(proc.stderr.split()) or f"{' '.join(argv)}: {proc.returncode}")
+    return proc.stdout
+
+
+def _in_peer(settings: Settings, pid: int) -> list[str]:
+    return [settings.nsenter, f"--target={pid}", "--net"]
 
 
 def _tc(settings: Settings, pid: int, args: list[str], stdin: str | None = None) -> str:
-    argv = [settings.nsenter, f"--target={pid}", "--net", settings.tc, *args]
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise AgentError(" ".join(proc.stderr.split()) or f"tc {' '.join(args)}: {proc.returncode}")
-    return proc.stdout
+    return _run([*_in_peer(settings, pid), settings.tc, *args], stdin)
+
+
+def bound_buckets(settings: Settings, pid: int) -> list[str]:
+    """Bound the bandwidth plugin's buckets of the peer whose process is ``pid``: the tbf on its
+    veth's node end (what it receives) and on the ifb that veth's ingress redirects to (what it
+    sends). Runs in the node's network namespace; returns the devices it changed."""
+    peer_link = [*_in_peer(settings, pid), settings.ip, "-j", "link", "show", settings.interface]
+    (eth,) = json.loads(_run(peer_link))
+    if "link_index" not in eth:
+        return []
+    veth = next(
+        (link["ifname"] for link in json.loads(_run([settings.ip, "-j", "link", "show"]))
+         if link.get("ifindex") == eth["link_index"] and link.get("link_index") == eth["ifindex"]),
+        None,
+    )  # fmt: skip
+    if veth is None:
+        raise AgentError(f"the node's end of the peer's {settings.interface} is not on this node")
+    filters = _run([settings.tc, "-j", "filter", "show", "dev", veth, "ingress"])
+    changed = []
+    for dev in (veth, *planning.redirected_to(filters)):
+        fix = planning.bucket_fix(_run([settings.tc, "-j", "qdisc", "show", "dev", dev]), dev)
+        if fix is not None:
+            _run([settings.tc, *fix])
+            changed.append(dev)
+    return changed
 
 
 def read_device(settings: Settings, pid: int) -> dict[str, Any]:
@@ -203,6 +259,7 @@ def round_once(settings: Settings, core: Any, state: State) -> int:
         in_sync += shape(settings, core, state, world, pod)
     # A replaced peer has the name of the one before it, not its UID: it is annotated anew.
     state.pids = {uid: pid for uid, pid in state.pids.items() if uid in local}
+    state.bounded = {uid: pid for uid, pid in state.bounded.items() if uid in local}
     state.published = {uid: text for uid, text in state.published.items() if uid in local}
     _forget(state, world.seen)
     return in_sync
@@ -236,8 +293,14 @@ def shape(settings: Settings, core: Any, state: State, world: World, pod: Any) -
         network = network_of(configmap) if configmap is not None else {}
         peers = world.peers[(namespace, experiment)]
         p = planning.plan(world.zones.get(settings.node, ""), network, peers, address)
-        pid = pod_pid(settings.proc, uid, state.pids.get(uid))
+        pid = pod_pid(settings.proc, uid, state.pids.get(uid), address)
         state.pids[uid] = pid
+        if state.bounded.get(uid) != pid:
+            bounded = bound_buckets(settings, pid)
+            if bounded:
+                log.info("%s/%s: bounded the bandwidth plugin's bursts on %s", namespace, name,
+                         ", ".join(bounded))  # fmt: skip
+            state.bounded[uid] = pid
         back = read_device(settings, pid)
         if back != planning.expected(p):
             log.info("%s/%s: applying %s", namespace, name, planning.expected(p))

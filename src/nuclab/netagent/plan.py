@@ -29,6 +29,14 @@ DEFAULT_CLASS = "1:1"
 FIRST_ZONE_CLASS = 0x10
 # A full-size frame: the quantum of every class, so that low rates do not warn about it.
 QUANTUM = 1514
+# The CNI bandwidth plugin's buckets (a tbf on the veth's node end for what a peer receives, and
+# on the ifb its ingress redirects to for what it sends) get the burst containerd asks for: 2^32
+# bits, whatever the rate (kubernetes/kubernetes#90838, containerd/containerd#10546). A peer at
+# 16 Mbit/s then sends its first 256 MB at the wire's speed. The agent bounds each bucket to
+# this many seconds of its rate, and at least a few full frames (tbf needs one).
+BUCKET_BURST_SECONDS = 0.01
+BUCKET_MIN_BURST = 4 * QUANTUM
+BUCKET_LATENCY = "25ms"
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,42 @@ def read_back(qdiscs_json: str, qdiscs_text: str, classes_text: str, filters_jso
             address = str(ipaddress.IPv4Address(int(match["value"], 16)))
             result["filters"][address] = options["flowid"]
     return result
+
+
+def bucket_fix(qdiscs_json: str, dev: str) -> list[str] | None:
+    """The ``tc`` arguments that bound ``dev``'s root tbf (from ``tc -j qdisc show``) to
+    ``BUCKET_BURST_SECONDS`` of its own rate; None when it has no tbf or one bounded already."""
+    root = next((q for q in json.loads(qdiscs_json or "[]") if q.get("root")), None)
+    if root is None or root.get("kind") != "tbf":
+        return None
+    options = root.get("options") or {}
+    rate = int(options.get("rate") or 0)  # bytes/s
+    burst = max(round(rate * BUCKET_BURST_SECONDS), BUCKET_MIN_BURST)
+    if rate <= 0 or int(options.get("burst") or 0) <= burst:
+        return None
+    return [
+        "qdisc", "change", "dev", dev, "root", "handle", root.get("handle") or "1:", "tbf",
+        "rate", f"{rate * 8}bit", "burst", str(burst), "latency", BUCKET_LATENCY,
+    ]  # fmt: skip
+
+
+def redirected_to(filters_json: str) -> list[str]:
+    """The devices a device's filters redirect to (``tc -j filter show ... ingress``): the
+    bandwidth plugin's ifb, which carries what the peer sends."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if node.get("kind") == "mirred" and node.get("to_dev"):
+                found.append(str(node["to_dev"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(filters_json or "[]"))
+    return sorted(set(found))
 
 
 def annotation(p: Plan, back: Mapping[str, Any]) -> list[dict[str, Any]]:
