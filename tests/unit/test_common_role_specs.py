@@ -34,15 +34,20 @@ def test_public_variables_are_prefixed_with_the_role_name(role: str) -> None:
 
 
 def test_shared_k3s_role_has_a_spec_for_each_entry_point_and_no_settings() -> None:
-    # k3s_common is only ever included by k3s_server and k3s_agent (tasks_from), which pass
-    # what differs between them: it has no defaults a user could set, and each entry point
-    # checks that it was told which kind of node it runs on.
+    # k3s_common is only ever included (tasks_from): by k3s_server and k3s_agent, which pass
+    # what differs between them, and for drain and uncordon by upgrade.yml and reboot.yml. It
+    # has no defaults a user could set, and each entry point that runs on a node checks that it
+    # was told which kind of node it runs on; drain and uncordon run on the controller.
     role = ROLES / "k3s_common"
     assert not (role / "defaults").exists()
     specs = _load(role / "meta" / "argument_specs.yml")["argument_specs"]
     assert "main" not in specs
     for entry, spec in specs.items():
         assert (role / "tasks" / f"{entry}.yml").is_file(), entry
+        assert [name for name in spec["options"] if not name.startswith("k3s_common_")] == []
+        if entry in ("drain", "uncordon"):
+            assert "k3s_common_kind" not in spec["options"], entry
+            continue
         kind = spec["options"]["k3s_common_kind"]
         assert kind["required"] is True and kind["choices"] == ["server", "agent"], entry
         assert [name for name in spec["options"] if not name.startswith("k3s_common_")] == []
