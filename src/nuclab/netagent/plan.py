@@ -209,10 +209,15 @@ def _ms(text: str | None) -> float:
     return round(float(match.group(1)) * _TIME_UNITS[match.group(2)], 6)
 
 
+def _root_qdisc(qdiscs_json: str) -> dict[str, Any] | None:
+    """The root qdisc in ``tc -j qdisc show``'s output, if any."""
+    return next((q for q in json.loads(qdiscs_json or "[]") if q.get("root")), None)
+
+
 def read_back(qdiscs_json: str, qdiscs_text: str, classes_text: str, filters_json: str) -> dict:
     """What a device carries, from ``tc -j qdisc show``, ``tc qdisc show``, ``tc class show``
     and ``tc -j filter show`` (iproute2 prints HTB classes and netem options as text only)."""
-    root = next((q for q in json.loads(qdiscs_json or "[]") if q.get("root")), None)
+    root = _root_qdisc(qdiscs_json)
     kind = root.get("kind") if root else None
     if kind == "htb" and root.get("handle") != "1:":
         kind = "htb (not the agent's)"
@@ -248,7 +253,7 @@ def read_back(qdiscs_json: str, qdiscs_text: str, classes_text: str, filters_jso
 def bucket_fix(qdiscs_json: str, dev: str) -> list[str] | None:
     """The ``tc`` arguments that bound ``dev``'s root tbf (from ``tc -j qdisc show``) to
     ``BUCKET_BURST_SECONDS`` of its own rate; None when it has no tbf or one bounded already."""
-    root = next((q for q in json.loads(qdiscs_json or "[]") if q.get("root")), None)
+    root = _root_qdisc(qdiscs_json)
     if root is None or root.get("kind") != "tbf":
         return None
     options = root.get("options") or {}
