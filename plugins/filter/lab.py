@@ -9,11 +9,11 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
-    from nuclab import lab, services
+    from nuclab import images, lab, services
     from nuclab.errors import NuclabError
 except ImportError:  # an Ansible outside the project's venv: use the repo's source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from nuclab import lab, services
+    from nuclab import images, lab, services
     from nuclab.errors import NuclabError
 
 
@@ -114,6 +114,14 @@ def nuclab_pushgateway(namespace: Any) -> dict[str, Any]:
     return services.pushgateway(str(namespace))
 
 
+def nuclab_image_archive(path: Any, field: str = "lab_node_images") -> dict[str, Any]:
+    """path, architecture, tags and labels of the image archive at path (``nuclab.images``)."""
+    try:
+        return images.read_archive(str(path), field).as_dict()
+    except NuclabError as err:
+        raise AnsibleFilterError(str(err)) from None
+
+
 class FilterModule:
     """Lab inventory filters."""
 
@@ -128,4 +136,5 @@ class FilterModule:
             "nuclab_sim_real_preflight": nuclab_sim_real_preflight,
             "nuclab_sim_system_reserved": nuclab_sim_system_reserved,
             "nuclab_pushgateway": nuclab_pushgateway,
+            "nuclab_image_archive": nuclab_image_archive,
         }

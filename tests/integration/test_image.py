@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from nuclab.images import read_archive
 from tests.conftest import REPO
+from tests.integration.conftest import ansible_env
 from tests.integration.scrape import get_in_netns
 
 # NUCLAB_TOOLS_IMAGE: build and test the image under another name (beside a lab that runs the
@@ -93,6 +97,55 @@ def test_image_runs_as_an_unprivileged_user_and_knows_its_commit(image: str) -> 
               "id -u; echo $NUCLAB_COMMIT; nuclab --version").stdout.split()  # fmt: skip
     assert out[0] == "65534"
     assert out[1] and out[-1] == "0.1.0"
+
+
+def test_the_saved_archive_holds_the_image_and_an_unchanged_image_is_not_saved_again(
+    image: str, tmp_path: Path
+) -> None:
+    # What site.yml's nuclab_image role runs on the controller; every bare-metal node's K3s
+    # imports the archive (the simulated lab's real nodes import podman's archives the same
+    # way, with ctr: roles/sim_cluster).
+    archive = tmp_path / "images" / "nuclab-tools.tar"
+    script = str(REPO / "tools" / "images" / "build-nuclab-image.sh")
+    first = _sh("bash", script, "--name", image, "--save", str(archive))
+    assert f"saved {image} to {archive}" in first.stdout
+    inspect = json.loads(_sh("podman", "image", "inspect", image).stdout)[0]
+    held = read_archive(archive)
+    assert held.architecture == inspect["Architecture"] == "amd64"
+    assert held.tags == (image,)
+    assert held.labels["io.nuclab.image-key"] == inspect["Labels"]["io.nuclab.image-key"]
+    written = archive.stat().st_mtime_ns
+    second = _sh("bash", script, "--name", image, "--save", str(archive))
+    assert f"{archive} is up to date" in second.stdout
+    assert archive.stat().st_mtime_ns == written
+
+
+def test_the_controller_role_builds_the_archive_once_then_changes_nothing(
+    image: str, tmp_path: Path
+) -> None:  # image: the image is built before (the role then only saves it)
+    # The nuclab_image role as site.yml runs it on a bare-metal lab's controller: the first run
+    # writes the archive (changed), the second finds image and archive up to date (changed=0).
+    archive = tmp_path / "artifacts" / "images" / "nuclab-tools.tar"
+    play = tmp_path / "controller.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [{role: nuclab_image}]\n")
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+            "-c", "local", str(play), "-e", f"lab_nuclab_image_archive={archive}",
+            "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+    recaps = []
+    for _ in range(2):
+        done = subprocess.run(
+            argv,
+            cwd=REPO,
+            env={**ansible_env(), **ENV},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        recaps.append(re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", done.stdout))
+    assert [int(m.group(1)) for m in recaps if m] == [1, 0]
+    # The role builds the lab's image name (build-nuclab-image.sh's default).
+    assert [t.split(":")[0] for t in read_archive(archive).tags] == ["localhost/nuclab/tools"]
 
 
 def test_probe_in_containers_measures_the_other_container(image: str, netns: dict) -> None:

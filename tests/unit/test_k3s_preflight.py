@@ -42,16 +42,18 @@ def _podman(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def containers() -> Iterator[dict[str, str]]:
-    """Three throwaway hosts: a good Debian 12, a 'Debian 11', an 'i686' machine."""
+    """Four throwaway hosts: a good Debian 12, a 'Debian 11', an 'i686' machine, and a Debian 12
+    without any network (an airgapped node)."""
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `make setup` (tools/apt-packages.txt)")
     if subprocess.run(["podman", "image", "exists", IMAGE], env=ENV, check=False).returncode:
         pytest.fail(f"{IMAGE} is missing: run `make setup` (tools/setup.d/20-debian-image.sh)")
     suffix = uuid.uuid4().hex[:6]
-    names = {kind: f"k3sp-{kind}-{suffix}" for kind in ("good", "old", "i686")}
+    names = {kind: f"k3sp-{kind}-{suffix}" for kind in ("good", "old", "i686", "offline")}
     try:
-        for name in names.values():
-            _podman("run", "-d", "--name", name, IMAGE, "sleep", "infinity")
+        for kind, name in names.items():
+            network = ["--network", "none"] if kind == "offline" else []
+            _podman("run", "-d", "--name", name, *network, IMAGE, "sleep", "infinity")
         _podman(
             "exec",
             names["old"],
@@ -251,3 +253,29 @@ def test_kubelet_node_role_labels_are_refused(tmp_path: Path, containers) -> Non
     assert result.returncode == 2, result.stdout
     assert "nuc-1: k3s_agent_config = " in result.stdout
     assert "without node-role.kubernetes.io/* labels" in result.stdout
+
+
+def test_airgap_mode_installs_nothing_and_names_the_missing_package(
+    tmp_path: Path, containers
+) -> None:
+    # An airgapped node (no network at all) lacks one of common_packages (jq is not in the
+    # image). Online mode would install it with apt; airgap mode must fetch nothing, so the
+    # preflight stops the lab, naming it, before any host changes.
+    airgap = tmp_path / "k3s-release"
+    airgap.mkdir()
+    (airgap / "k3s").write_text("placeholder: the preflight only looks for the file\n")
+    missing = _podman("exec", containers["offline"], "sh", "-c", "command -v jq || echo absent")
+    assert missing.strip() == "absent"
+    result = _run(
+        tmp_path,
+        {"nuc-master": _host(containers["offline"], lab_role="server")},
+        {},
+        "-e",
+        f"lab_k3s_install_mode=airgap lab_k3s_airgap_dir={airgap}",
+        "-e",
+        '{"common_packages": ["ca-certificates", "curl", "iptables", "kmod", "procps", "jq"]}',
+    )
+    assert result.returncode == 2, result.stdout
+    assert "nuc-master: common_packages jq not installed, and install mode airgap" in result.stdout
+    assert "Install the missing packages" not in result.stdout
+    assert _nothing_changed(containers["offline"])

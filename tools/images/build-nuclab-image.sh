@@ -9,9 +9,9 @@
 # downloaded on this machine into $NUCLAB_CACHE/images/wheels-<key>/ first; the build then runs
 # with --network=none. The in-pod agents (src/agents: nuclab-peer, the experiments' default
 # workload) are built from source for the base's architecture (tools/build-agents.sh) into the
-# same context. --save writes the image as a tarball for airgapped labs (K3s imports
-# tarballs from /var/lib/rancher/k3s/agent/images/). An image whose io.nuclab.image-key label
-# matches the sources is left alone (a second run takes seconds).
+# same context. --save writes the image as an archive (site.yml copies it into every bare-metal
+# node's K3s: lab_nuclab_image_archive). An image whose io.nuclab.image-key label matches the
+# sources is left alone (a second run takes seconds), and so is an archive that holds it.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -87,16 +87,30 @@ else
   find "$cache" -maxdepth 1 -name 'nuclab-context-*' ! -name "$(basename "$ctx")" -exec rm -rf {} +
 
   log "building $name from $base (no network)"
+  previous=$(podman image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)
   podman build --network=none --pull=never -q \
     --build-arg "BASE=$base" --build-arg "NUCLAB_VERSION=$version" \
     --build-arg "NUCLAB_COMMIT=$commit" --build-arg "NUCLAB_IMAGE_KEY=$key" \
     --label "io.nuclab.image-key=$key" \
     -t "$name" -f "$repo/Containerfile" "$ctx" >/dev/null
   log "built $name (key $key)"
+  # The image it replaces is left without a name: remove it unless something still uses it.
+  if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$name")" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ -n "$save" ]; then
-  mkdir -p "$(dirname "$save")"
-  podman save -q -o "$save.tmp" "$name" && mv "$save.tmp" "$save"
-  log "saved $name to $save"
+  # An archive that holds this very image (its key label) is left alone: nodes that import it
+  # see an unchanged file and import nothing.
+  saved=$(PYTHONPATH="$repo/src" "$py" -c 'import sys
+from nuclab.images import read_archive
+print(read_archive(sys.argv[1]).labels.get("io.nuclab.image-key", ""))' "$save" 2>/dev/null || true)
+  if [ "$saved" = "$key" ]; then
+    log "$save is up to date (key $key)"
+  else
+    mkdir -p "$(dirname "$save")"
+    podman save -q -o "$save.tmp" "$name" && mv "$save.tmp" "$save"
+    log "saved $name to $save"
+  fi
 fi

@@ -204,10 +204,10 @@ def test_image_tarballs_are_in_the_import_folder(host) -> None:
     assert tarball.mode == 0o644
 
 
-def test_extra_image_tarball_is_in_the_import_folder_and_was_not_imported_by_hand(host) -> None:
+def test_nuclab_image_archive_is_in_the_import_folder_and_was_not_imported_by_hand(host) -> None:
     # Copied before K3s first started: K3s imports the folder at start (the test double does
     # not: there is no containerd here), so the role ran no `k3s ctr images import`.
-    source = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "extra-images" / "nuclab-tools.tar"
+    source = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "images" / "nuclab-tools.tar"
     tarball = host.file("/var/lib/rancher/k3s/agent/images/nuclab-tools.tar")
     assert tarball.is_file and tarball.mode == 0o644
     assert tarball.sha256sum == hashlib.sha256(source.read_bytes()).hexdigest()
