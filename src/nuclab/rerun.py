@@ -54,6 +54,20 @@ def spec_fields(manifest: Mapping[str, Any], name: str | None) -> dict[str, Any]
     return fields
 
 
+def changed_spec(
+    fields: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The run's spec with the fields a user changed for the new run (checked as create checks
+    them), and each change: ``{field: {"from": run's, "to": new}}`` (the name is not a change)."""
+    merged = spec.parse({**fields, **overrides}, create=True).as_dict()
+    changed = {
+        key: {"from": fields.get(key), "to": merged[key]}
+        for key in overrides
+        if key != "name" and merged[key] != fields.get(key)
+    }
+    return {**fields, **{key: merged[key] for key in overrides}}, changed
+
+
 def parent(dataset: Path, manifest: Mapping[str, Any], drift: list[str]) -> dict[str, Any]:
     """What the new run records of the dataset it came from (and what differed)."""
     digest = hashlib.sha256((dataset / "manifest.json").read_bytes()).hexdigest()

@@ -36,8 +36,12 @@ CAMPAIGN = "cmp"
 RUNS = [f"{CAMPAIGN}-{i}" for i in range(1, 5)]
 SIZES = [512, 1440]
 DURATION = 20  # seconds a campaign's run: at least one scrape of its peers (every 15 s)
-SECOND, DRIFTED = "rr-again", "rr-drift"
+SECOND, DRIFTED, HALF = "rr-again", "rr-drift", "rr-half"
 RUN_SECONDS = 40  # the rerun's: a few scrapes of its probes' RTT histograms (every 15 s)
+# Each peer's uplink (Mbit/s) and ms between its messages: the first size's 50 messages a
+# second, and the other peer's it relays (about 0.5 Mbit/s on the wire), fit in it (measured on
+# the real nodes: p50 0.34 ms, p99 43 ms), and not in half of it (p50 59 ms, p99 1.7 s).
+MSG_RATE, UPLINK = 20, 0.8
 
 
 def _export(name: str, out: Path) -> dict[str, Any]:
@@ -74,8 +78,8 @@ def campaign(
     out = work / "out"
     body = {
         "name": CAMPAIGN,
-        "experiment": {"peers": 2, "msg_rate": 200, "cpu": 0.05, "ram": 16, "probe": True,
-                       "node_labels": {"node-kind": "real"}},
+        "experiment": {"peers": 2, "msg_rate": MSG_RATE, "uplink_bw": UPLINK, "cpu": 0.05,
+                       "ram": 16, "probe": True, "node_labels": {"node-kind": "real"}},
         "grid": {"msg_size": SIZES},
         "repeats": 2,
         "duration": f"{DURATION}s",
@@ -105,7 +109,7 @@ def campaign(
         resumed = nuclab("campaign", "run", str(path), "-q", check=False)
         yield Campaign(out, cut, [line.split() for line in status], digest, resumed)
     finally:
-        for name in (*RUNS, SECOND, DRIFTED):
+        for name in (*RUNS, SECOND, DRIFTED, HALF):
             nuclab("delete", name, "--no-export", "-q", check=False)
 
 
@@ -142,16 +146,37 @@ def first(campaign: Campaign) -> Path:
     return campaign.out / RUNS[0]
 
 
+@dataclass
+class Rerun:
+    created: subprocess.CompletedProcess[str]
+    running: list[Any]  # its peer pods, once they ran
+    out: Path  # its dataset
+    manifest: dict[str, Any]
+
+
+def _rerun(dataset: Path, name: str, out: Path, core_api: Any, *flags: str) -> Rerun:
+    """``nuclab rerun`` of ``dataset`` as ``name``, run for RUN_SECONDS, exported, deleted."""
+    created = nuclab("rerun", str(dataset), "--name", name, *flags, "-q")
+    running = peer_pods(core_api, name)
+    time.sleep(RUN_SECONDS)
+    manifest = _export(name, out)
+    nuclab("delete", name, "--no-export", "-q")
+    return Rerun(created, running, out, manifest)
+
+
+@pytest.fixture(scope="module")
+def again(first: Path, core_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Rerun:
+    """The first dataset run again as it was, under another name."""
+    return _rerun(first, SECOND, tmp_path_factory.mktemp("again") / "ds", core_api)
+
+
 def test_a_rerun_is_the_same_experiment_and_its_dataset_names_its_parent(
-    first: Path, core_api: Any, tmp_path: Path
+    first: Path, again: Rerun
 ) -> None:
     parent = json.loads((first / "manifest.json").read_text())
-    proc = nuclab("rerun", str(first), "--name", SECOND, "-q")
-    assert f"a rerun of '{RUNS[0]}'" in proc.stdout, proc.stdout
-    running = peer_pods(core_api, SECOND)
-    assert len(running) == 2 and {p.spec.node_name for p in running} <= REAL
-    time.sleep(RUN_SECONDS)
-    child = _export(SECOND, tmp_path / "again")
+    assert f"a rerun of '{RUNS[0]}'" in again.created.stdout, again.created.stdout
+    assert len(again.running) == 2 and {p.spec.node_name for p in again.running} <= REAL
+    child = again.manifest
 
     # the same spec, under the new name
     ours = spec.from_values(child["spec"])
@@ -166,21 +191,47 @@ def test_a_rerun_is_the_same_experiment_and_its_dataset_names_its_parent(
         "experiment": RUNS[0],
         "created": parent["created"],
         "drift": [],
+        "changed": {},
     }
     assert parent["rerun_of"] is None
     # the rerun measured: every peer's RTT histogram and delivered messages are in its dataset
     assert any(m.startswith("nuclab_peer_rtt_seconds") for m in child["metrics"])
-    nuclab("delete", SECOND, "--no-export", "-q")
 
     # and the two compare: the rerun measured delivery, RTT and CPU
     proc = subprocess.run(
-        [NUCLAB, "compare", str(first), str(tmp_path / "again"), "-o", "json"],
+        [NUCLAB, "compare", str(first), str(again.out), "-o", "json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(proc.stdout)["figures"]
     for key in ("messages_delivered", "rtt_p50_ms", "cpu_cores_per_peer"):
         assert (figures[key]["values"][1] or 0) > 0, (key, figures[key])
+
+
+def test_a_rerun_with_half_the_bandwidth_is_a_regression_compare_names(
+    again: Rerun, core_api: Any, tmp_path: Path
+) -> None:
+    # The same experiment with half its uplink: its peers now offer more than their link
+    # carries (the node agent holds the limit from the first byte), so messages wait, and
+    # compare against the full-bandwidth run fails, naming what moved.
+    half = _rerun(again.out, HALF, tmp_path / "half", core_api, "--uplink-bw", str(UPLINK / 2))
+    assert f"uplink_bw: {UPLINK!r} -> {UPLINK / 2!r} (recorded)" in half.created.stdout
+    assert spec.from_values(half.manifest["spec"])["uplink_bw"] == UPLINK / 2
+    assert half.manifest["rerun_of"]["changed"] == {"uplink_bw": {"from": UPLINK, "to": UPLINK / 2}}
+    latency = ("delivery_p50_ms", "delivery_p99_ms")
+    proc = subprocess.run(
+        [NUCLAB, "compare", str(again.out), str(half.out), "-o", "json",
+         *(a for key in latency for a in ("--max-regression", f"{key}=50%"))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    figures = json.loads(proc.stdout)["figures"]
+    shown = {key: figures[key]["values"] for key in (*latency, "throughput_msg_s")}
+    assert proc.returncode == 4, (proc.stderr, shown)
+    moved = [line for line in proc.stderr.splitlines() if line.startswith("nuclab: regression:")]
+    assert {key for key in latency if any(key in line for line in moved)} == set(latency), (
+        moved,
+        shown,
+    )
 
 
 def test_a_dataset_this_lab_cannot_reproduce_is_refused_unless_drift_is_allowed(

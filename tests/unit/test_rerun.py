@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,36 @@ def test_a_folder_that_is_no_export_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NuclabError, match=r"no manifest\.json") as caught:
         rerun.load_manifest(tmp_path)
     assert caught.value.exit_code == 3
+
+
+def test_flags_change_the_rerun_and_each_change_is_recorded() -> None:
+    fields = rerun.spec_fields(manifest(), "purple-half")
+    new, changed = rerun.changed_spec(fields, {"uplink_bw": "8", "peers": "3", "name": "x"})
+    # a flag equal to the run's value is no change, and the name is never one
+    assert changed == {"uplink_bw": {"from": 16, "to": 8}}
+    assert new == {**fields, "uplink_bw": 8, "peers": 3, "name": "x"}
+    assert rerun.changed_spec(fields, {}) == (fields, {})
+
+
+def test_a_bad_flag_of_a_rerun_names_the_field_and_its_range() -> None:
+    fields = rerun.spec_fields(manifest(), None)
+    with pytest.raises(NuclabError, match=r"^uplink_bw: '-3' is not allowed; a number > 0"):
+        rerun.changed_spec(fields, {"uplink_bw": "-3"})
+
+
+def test_rerun_takes_creates_spec_flags_and_refuses_a_bad_one_before_the_lab(
+    tmp_path: Path,
+) -> None:
+    # The CLI as a user runs it: a dataset, a bad flag, a lab that does not exist. The flag is
+    # refused first (exit 2, one line), so nothing was read from or done to any lab.
+    data = _dataset(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nuclab.cli", "rerun", str(data), "--uplink-bw", "-3",
+         "--kubeconfig", str(tmp_path / "no-such-kubeconfig")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "nuclab: error: uplink_bw: '-3' is not allowed; a number > 0 and <= 100000 in steps of "
+        "0.001 (Mbit/s), or null for none"
+    ]

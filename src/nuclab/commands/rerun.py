@@ -27,18 +27,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "make the same (the chart's version, an image's digest, fewer nodes of a role and "
             "zone than the run used) is refused, one line each, unless --allow-drift is given; "
             "then each difference is recorded, and the new run's export names its parent "
-            "dataset and the differences."
+            "dataset and the differences. The spec flags of nuclab create change a field for "
+            "the new run (a sweep from a baseline: --uplink-bw 8); each change is recorded too."
         ),
     )
     p.add_argument("dataset", type=Path, help="the dataset folder (nuclab export's output)")
     p.add_argument("--name", help="the new experiment's name (default: the dataset's)")
+    experiment.add_spec_flags(p, tuple(row for row in spec.FIELD_TABLE if row.name != "name"))
     p.add_argument(
         "--allow-drift",
         action="store_true",
         help="run even where this lab differs from the run's; record each difference",
     )
     experiment._common(p)
-    p.set_defaults(func=_run, via_playbook=False)
+    p.set_defaults(func=_run, via_playbook=False, file=None)
 
 
 def _lab(kubeconfig: str) -> tuple[list[dict[str, Any]], set[str]]:
@@ -85,7 +87,9 @@ def _built_here(manifest: dict[str, Any]) -> set[str]:
 
 def _run(args: argparse.Namespace) -> int:
     manifest = rerun.load_manifest(args.dataset)  # a changed dataset is refused here
-    fields = rerun.spec_fields(manifest, args.name)
+    fields, changed = rerun.changed_spec(
+        rerun.spec_fields(manifest, args.name), experiment.spec_from_args(args)
+    )  # a bad flag stops here, before the lab is read
     extravars: dict[str, Any] = {}
     experiment._timeout(args, extravars)  # bad input stops here, before the lab is read
     timeout = extravars.get("experiment_wait_timeout")
@@ -106,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             f"{len(drift)} difference(s) between this lab and the run of {args.dataset}; "
             "nothing was created (--allow-drift runs it anyway and records them)"
         )
-    record = rerun.parent(args.dataset, manifest, drift)
+    record = {**rerun.parent(args.dataset, manifest, drift), "changed": changed}
     values = experiments.deep_merge(settings.chart_values, rerun.annotation(record))
     settings = dataclasses.replace(settings, chart_values=values)
     deploy.apply(
@@ -114,6 +118,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     for line in drift:
         print(f"nuclab: rerun: recorded: {line}", file=sys.stderr)
+    for key, change in changed.items():
+        print(f"[INFO] {key}: {change['from']!r} -> {change['to']!r} (recorded)")
     print(
         f"[INFO] experiment '{fields['name']}' is running ({spec.fullname(fields['name'])}), "
         f"a rerun of {manifest.get('experiment')!r} from {args.dataset}"
